@@ -1,0 +1,102 @@
+"""Server-side upload progress for Pyramid.
+
+``config.include('pyramid_upload_progress')`` counts the bytes of tracked
+request bodies as the application reads them, keeps a record of each upload
+in a store, and answers "how far is my upload?" in JSON.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from pyramid.config import PHASE3_CONFIG, Configurator
+from pyramid.exceptions import ConfigurationError
+from pyramid.interfaces import IExecutionPolicy
+from pyramid.router import default_execution_policy
+from pyramid.tweens import MAIN
+
+from .interfaces import IUploadProgressStore
+from .policy import UploadProgressPolicy
+from .record import UploadRecord, render_starting, render_upload
+from .settings import UploadProgressSettings, parse_settings
+from .stores.memory import MemoryUploadProgressStore
+from .views import UploadProgressView, forbidden_view
+
+__all__ = [
+    "IUploadProgressStore",
+    "MemoryUploadProgressStore",
+    "UploadProgressSettings",
+    "UploadRecord",
+    "includeme",
+    "render_starting",
+    "render_upload",
+    "set_upload_progress_store",
+]
+
+ROUTE_NAME = "upload_progress"
+
+# After every action of default order, pyramid_retry's execution policy
+# (registered from a PHASE1 action) included: the policy we wrap is final.
+_AFTER_APP_CONFIG = PHASE3_CONFIG + 10
+
+
+def set_upload_progress_store(config: Configurator, store: Any) -> None:
+    """Directive: use ``store`` (an object or the dotted name of one) as the
+    :class:`IUploadProgressStore`.
+
+    Two calls conflict as Pyramid's own ``set_*`` directives do, and the
+    choice is shown in the app's introspection (pyramid_debugtoolbar).
+    """
+    store = config.maybe_dotted(store)
+    if not IUploadProgressStore.providedBy(store):
+        raise ConfigurationError(
+            f"set_upload_progress_store: {store!r} does not provide "
+            "IUploadProgressStore")
+    intr = config.introspectable("upload progress store", None,
+                                 config.object_description(store),
+                                 "upload progress store")
+    intr["store"] = store
+
+    def register() -> None:
+        config.registry.registerUtility(store, IUploadProgressStore)
+
+    config.action(IUploadProgressStore, register, introspectables=(intr,))
+
+
+def includeme(config: Configurator) -> None:
+    """Set up upload progress for the app.
+
+    Reads the ``upload_progress.*`` settings (a bad value stops the app
+    here, naming the setting) and registers: the directive
+    ``config.set_upload_progress_store``; the report route
+    (``upload_progress``) and JSON view at ``upload_progress.path``; the
+    owner tween, just over ``MAIN``; and, once all configuration is done,
+    the store (the one from ``upload_progress.store``, unless a store is
+    registered already) and the execution policy that does the counting,
+    wrapped around whichever policy the app has (pyramid_retry's, say).
+    """
+    settings = parse_settings(config.get_settings(), config.maybe_dotted)
+    config.add_directive("set_upload_progress_store", set_upload_progress_store)
+
+    config.add_route(ROUTE_NAME, settings.path)
+    config.add_view(UploadProgressView(settings), route_name=ROUTE_NAME,
+                    request_method="GET", permission=settings.permission)
+    if settings.permission is not None:
+        config.add_forbidden_view(forbidden_view, route_name=ROUTE_NAME)
+    config.add_tween("pyramid_upload_progress.tween.owner_tween_factory", over=MAIN)
+
+    def register() -> None:
+        registry = config.registry
+        store = registry.queryUtility(IUploadProgressStore)
+        if store is None:
+            store = settings.store_factory(registry.settings)
+            if not IUploadProgressStore.providedBy(store):
+                raise ConfigurationError(
+                    f"upload_progress.store: the factory returned {store!r}, "
+                    "which does not provide IUploadProgressStore")
+            registry.registerUtility(store, IUploadProgressStore)
+        inner = registry.queryUtility(IExecutionPolicy,
+                                      default=default_execution_policy)
+        registry.registerUtility(UploadProgressPolicy(inner, store, settings),
+                                 IExecutionPolicy)
+
+    config.action(None, register, order=_AFTER_APP_CONFIG)

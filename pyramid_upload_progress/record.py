@@ -1,0 +1,130 @@
+"""The record of one upload, and the one function that renders it as JSON.
+
+An app that wants more fields in its report registers its own view, reads
+records through :class:`~pyramid_upload_progress.interfaces.IUploadProgressStore`
+and extends the mapping :func:`render_upload` returns.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+STARTING = "starting"
+UPLOADING = "uploading"
+DONE = "done"
+ERROR = "error"
+
+
+@dataclass
+class UploadRecord:
+    """What a store keeps of one upload; never any other request data."""
+
+    key: str
+    """The store's own key: unique in the store, never shown to clients."""
+    id: str | None
+    """The client's upload id, or ``None``."""
+    path: str
+    """The request path, without the query string."""
+    size: int | None
+    """The Content-Length, or ``None`` for a chunked body."""
+    started: float
+    """Epoch seconds."""
+    updated: float
+    """Epoch seconds of the last read (or of the start): for stall detection."""
+    received: int = 0
+    finished: float | None = None
+    status: int | None = None
+    """The response status, ``None`` until known or if the request raised."""
+    failed: bool = False
+    """The client disconnected, the request raised, or the upload stalled."""
+    owner: str | None = None
+    owner_known: bool = False
+    """False while the upload is pending: its owner is not yet known."""
+
+    @property
+    def state(self) -> str:
+        """``uploading``, ``done`` or ``error`` (the nginx module's states)."""
+        if self.finished is None:
+            return UPLOADING
+        if self.failed or self.status is None or self.status >= 400:
+            return ERROR
+        return DONE
+
+    def visible_to(self, owner: str | None) -> bool:
+        """Whether a poll by this upload's id from ``owner`` may see it."""
+        return not self.owner_known or self.owner is None or self.owner == owner
+
+    def expires(self, timeout: float, stall_timeout: float) -> float:
+        """When a store forgets this record: ``timeout`` after it finished,
+        or after it stalled."""
+        if self.finished is not None:
+            return self.finished + timeout
+        return self.updated + stall_timeout + timeout
+
+    def as_of(self, now: float, stall_timeout: float) -> UploadRecord:
+        """A copy of this record as a client sees it at ``now``.
+
+        An unfinished upload that has received nothing for ``stall_timeout``
+        seconds (its worker probably died) is shown finished and failed, as
+        of the moment it stalled.
+        """
+        stalled_at = self.updated + stall_timeout
+        if self.finished is None and now >= stalled_at:
+            return dataclasses.replace(self, finished=stalled_at, failed=True)
+        return dataclasses.replace(self)
+
+
+def render_upload(record: UploadRecord, now: float) -> dict[str, Any]:
+    """The UPLOAD mapping of the public contract for ``record`` at ``now``.
+
+    ``rate`` is the average since the start, ``eta`` the time left at that
+    rate. Only the contract's fields: nothing else of the request is shown.
+    """
+    state = record.state
+    end = record.finished if record.finished is not None else now
+    elapsed = end - record.started
+    rate = record.received / elapsed if elapsed > 0 else None
+    percent = None
+    eta = None
+    if record.size:
+        percent = round(100.0 * record.received / record.size, 2)
+    if state == DONE:
+        eta = 0.0
+    elif state == UPLOADING and record.size is not None and rate:
+        eta = round((record.size - record.received) / rate, 2)
+    return {
+        "id": record.id,
+        "state": state,
+        "received": record.received,
+        "size": record.size,
+        "percent": percent,
+        "rate": None if rate is None else round(rate, 1),
+        "eta": eta,
+        "started": record.started,
+        "finished": record.finished,
+        "path": record.path,
+        "status": record.status,
+    }
+
+
+def render_starting(upload_id: str) -> dict[str, Any]:
+    """The answer for an id that is unknown, expired or someone else's.
+
+    It is the same in all three cases, as the nginx module's answer for an
+    upload that has not reached the server yet, so that a poll tells nobody
+    whether another user's id exists.
+    """
+    return {
+        "id": upload_id,
+        "state": STARTING,
+        "received": 0,
+        "size": None,
+        "percent": None,
+        "rate": None,
+        "eta": None,
+        "started": None,
+        "finished": None,
+        "path": None,
+        "status": None,
+    }

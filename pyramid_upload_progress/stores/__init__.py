@@ -1,0 +1,1 @@
+"""Upload progress stores: where upload records are kept."""
