@@ -12,7 +12,7 @@ from pyramid.config import PHASE3_CONFIG, Configurator
 from pyramid.exceptions import ConfigurationError
 from pyramid.interfaces import IExecutionPolicy
 from pyramid.router import default_execution_policy
-from pyramid.tweens import MAIN
+from pyramid.tweens import EXCVIEW, MAIN
 
 from .interfaces import IUploadProgressStore
 from .policy import UploadProgressPolicy
@@ -69,7 +69,7 @@ def includeme(config: Configurator) -> None:
     here, naming the setting) and registers: the directive
     ``config.set_upload_progress_store``; the report route
     (``upload_progress``) and JSON view at ``upload_progress.path``; the
-    owner tween, just over ``MAIN``; and, once all configuration is done,
+    owner tween, under the exception view tween and just over ``MAIN``; and, once all configuration is done,
     the store (the one from ``upload_progress.store``, unless a store is
     registered already) and the execution policy that does the counting,
     wrapped around whichever policy the app has (pyramid_retry's, say).
@@ -82,7 +82,8 @@ def includeme(config: Configurator) -> None:
                     request_method="GET", permission=settings.permission)
     if settings.permission is not None:
         config.add_forbidden_view(forbidden_view, route_name=ROUTE_NAME)
-    config.add_tween("pyramid_upload_progress.tween.owner_tween_factory", over=MAIN)
+    config.add_tween("pyramid_upload_progress.tween.owner_tween_factory",
+                    under=EXCVIEW, over=MAIN)
 
     def register() -> None:
         registry = config.registry
