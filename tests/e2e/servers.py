@@ -57,13 +57,13 @@ class Server:
         return f"http://{HOST}:{self.port}"
 
     def output(self) -> str:
-        """The server's stdout and stderr so far, for failure messages."""
+        """The server's stdout and stderr so far (only inside ``serve()``)."""
         fd = self.log.fileno()
         # pread leaves the file offset, which the child shares, alone.
         return os.pread(fd, os.fstat(fd).st_size, 0).decode("utf-8", "replace")
 
 
-def command(server: str, app: str, port: int, *, workers: int, threads: int) -> list[str]:
+def _command(server: str, app: str, port: int, *, workers: int, threads: int) -> list[str]:
     """The argv that runs `app` under `server` with this interpreter."""
     if server == "gunicorn":
         return [
@@ -111,7 +111,7 @@ def serve(
         filter(None, [str(REPO_ROOT), child_env.get("PYTHONPATH")])
     )
     child_env["PYTHONUNBUFFERED"] = "1"
-    argv = command(server, app, port, workers=workers, threads=threads)
+    argv = _command(server, app, port, workers=workers, threads=threads)
     with tempfile.TemporaryFile() as log:
         process = subprocess.Popen(
             argv,
@@ -145,7 +145,7 @@ def _wait_until_ready(server: Server) -> None:
         if server.process.poll() is not None:
             raise RuntimeError(
                 f"{server.name} exited with {server.process.returncode} before "
-                f"listening on port {server.port}:\n{server.output()}"
+                f"answering on port {server.port}:\n{server.output()}"
             )
         if _answers(server.port):
             return
