@@ -45,7 +45,7 @@ from pyramid.settings import asbool
 from pyramid.tweens import MAIN
 from pyramid.view import notfound_view_config, view_config
 from pyramid_retry import RetryableException
-from sqlalchemy import ForeignKey, Integer, String, engine_from_config, select
+from sqlalchemy import Integer, String, engine_from_config, select
 from sqlalchemy.orm import (
     DeclarativeBase,
     Mapped,
@@ -79,7 +79,6 @@ class Upload(Base):
     progress_id: Mapped[str | None] = mapped_column(String(128))
     size: Mapped[int] = mapped_column(Integer)
     sha256: Mapped[str] = mapped_column(String(64))
-    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
 
 
 configure_mappers()
@@ -190,7 +189,6 @@ def _store_upload(request, body: bytes) -> dict[str, Any]:
         progress_id=request.headers.get("X-Progress-ID"),
         size=len(body),
         sha256=digest,
-        user_id=None,
     ))
     request.dbsession.flush()
     return {"bytes": len(body), "sha256": digest}
