@@ -11,9 +11,9 @@ class CountingInput:
     It never reads ahead and never buffers: each call is passed on to the
     server's input as it comes, asking for no more than the caller asked for
     and never past ``size`` (the Content-Length, ``None`` for a chunked
-    body). ``received`` is the furthest position reached, so that an input
-    that is rewound and read again (a seekable one, as WebTest's) is counted
-    once. ``on_progress(received)`` is called each time ``received`` grows.
+    body). ``received`` is the furthest position read to, so that an input
+    that is rewound and read again (a seekable one, as ``Request.blank``
+    makes) is counted once. ``on_progress(received)`` is called each time ``received`` grows.
 
     ``disconnected`` becomes true when the body ended before ``size`` bytes
     (a read came back short, as WebOb's ``LimitedLengthFile`` also judges)
@@ -35,12 +35,14 @@ class CountingInput:
         """``size`` capped to what is left of the body; None: no limit."""
         if self._size is None:
             return size if size is not None and size >= 0 else None
-        left = self._size - self._pos
+        left = max(self._size - self._pos, 0)
         if size is None or size < 0 or size > left:
             return left
         return size
 
     def _advance(self, data: bytes) -> None:
+        if not data:
+            return
         self._pos += len(data)
         if self._pos > self.received:
             self.received = self._pos
