@@ -86,7 +86,8 @@ class IUploadProgressStore(Interface):
         """
 
     def list(owner):
-        """Return the records owned by ``owner`` (a string), newest first.
+        """Return the records owned by ``owner`` (a string), the most
+        recently started first.
 
         Pending uploads are not listed. The same expiry rules as :meth:`get`.
         Must cost O(the owner's uploads), not O(all uploads). Called from

@@ -86,7 +86,7 @@ class MemoryUploadProgressStore:
     def set_owner(self, key: str, owner: str | None) -> None:
         with self._lock:
             record = self._records.get(key)
-            if record is None:
+            if record is None or record.owner_known:
                 return
             record.owner = owner
             record.owner_known = True
@@ -130,10 +130,11 @@ class MemoryUploadProgressStore:
     def list(self, owner: str) -> list[UploadRecord]:
         now = self._clock()
         with self._lock:
-            keys = self._by_owner.get(owner, ())
-            return [self._records[key].as_of(now, self.stall_timeout)
-                    for key in reversed(keys)
-                    if self._alive(self._records[key], now)]
+            records = [self._records[key]
+                       for key in reversed(self._by_owner.get(owner, {}))]
+            records.sort(key=lambda record: record.started, reverse=True)
+            return [record.as_of(now, self.stall_timeout)
+                    for record in records if self._alive(record, now)]
 
     def _alive(self, record: UploadRecord, now: float) -> bool:
         return now < record.expires(self.timeout, self.stall_timeout)
@@ -149,7 +150,7 @@ class MemoryUploadProgressStore:
             due = record.expires(self.timeout, self.stall_timeout)
             if due <= now:
                 self._forget(key)
-            elif not record.finished:
+            elif record.finished is None:
                 # It received bytes since it was scheduled: look again later.
                 heapq.heappush(expiry, (due, key))
 
