@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pyramid.config import PHASE3_CONFIG, Configurator
+from pyramid.config import PHASE1_CONFIG, PHASE3_CONFIG, Configurator
 from pyramid.exceptions import ConfigurationError
 from pyramid.interfaces import IExecutionPolicy
 from pyramid.router import default_execution_policy
@@ -65,39 +65,45 @@ def set_upload_progress_store(config: Configurator, store: Any) -> None:
 def includeme(config: Configurator) -> None:
     """Set up upload progress for the app.
 
-    Reads the ``upload_progress.*`` settings (a bad value stops the app
-    here, naming the setting) and registers: the directive
-    ``config.set_upload_progress_store``; the report route
-    (``upload_progress``) and JSON view at ``upload_progress.path``; the
-    owner tween, under the exception view tween and just over ``MAIN``; and, once all configuration is done,
-    the store (the one from ``upload_progress.store``, unless a store is
-    registered already) and the execution policy that does the counting,
-    wrapped around whichever policy the app has (pyramid_retry's, say).
+    Registers the directive ``config.set_upload_progress_store`` and the
+    owner tween (under the exception view tween, just over ``MAIN``). Then,
+    in an action, so that settings added after the include still count, it
+    reads every ``upload_progress.*`` setting (a bad value stops the app at
+    start-up, naming the setting) and registers the report route
+    (``upload_progress``) and JSON view at ``upload_progress.path``. Last,
+    once all other configuration is done, it registers the store (the one
+    ``upload_progress.store`` names, unless a store is registered already)
+    and the execution policy that counts, wrapped around whichever policy
+    the app has (pyramid_retry's, say).
     """
-    settings = parse_settings(config.get_settings(), config.maybe_dotted)
     config.add_directive("set_upload_progress_store", set_upload_progress_store)
-
-    config.add_route(ROUTE_NAME, settings.path)
-    config.add_view(UploadProgressView(settings), route_name=ROUTE_NAME,
-                    request_method="GET", permission=settings.permission)
-    if settings.permission is not None:
-        config.add_forbidden_view(forbidden_view, route_name=ROUTE_NAME)
     config.add_tween("pyramid_upload_progress.tween.owner_tween_factory",
-                    under=EXCVIEW, over=MAIN)
+                     under=EXCVIEW, over=MAIN)
 
-    def register() -> None:
-        registry = config.registry
-        store = registry.queryUtility(IUploadProgressStore)
-        if store is None:
-            store = settings.store_factory(registry.settings)
-            if not IUploadProgressStore.providedBy(store):
-                raise ConfigurationError(
-                    f"upload_progress.store: the factory returned {store!r}, "
-                    "which does not provide IUploadProgressStore")
-            registry.registerUtility(store, IUploadProgressStore)
-        inner = registry.queryUtility(IExecutionPolicy,
-                                      default=default_execution_policy)
-        registry.registerUtility(UploadProgressPolicy(inner, store, settings),
-                                 IExecutionPolicy)
+    def configure() -> None:
+        settings = parse_settings(config.get_settings(), config.maybe_dotted)
+        config.add_route(ROUTE_NAME, settings.path)
+        config.add_view(UploadProgressView(settings), route_name=ROUTE_NAME,
+                        request_method="GET", permission=settings.permission)
+        if settings.permission is not None:
+            config.add_forbidden_view(forbidden_view, route_name=ROUTE_NAME)
+        config.action(None, lambda: _register_store_and_policy(config, settings),
+                      order=_AFTER_APP_CONFIG)
 
-    config.action(None, register, order=_AFTER_APP_CONFIG)
+    config.action(None, configure, order=PHASE1_CONFIG)
+
+
+def _register_store_and_policy(config: Configurator,
+                               settings: UploadProgressSettings) -> None:
+    registry = config.registry
+    store = registry.queryUtility(IUploadProgressStore)
+    if store is None:
+        store = settings.store_factory(registry.settings)
+        if not IUploadProgressStore.providedBy(store):
+            raise ConfigurationError(
+                f"upload_progress.store: the factory returned {store!r}, "
+                "which does not provide IUploadProgressStore")
+        registry.registerUtility(store, IUploadProgressStore)
+    inner = registry.queryUtility(IExecutionPolicy, default=default_execution_policy)
+    registry.registerUtility(UploadProgressPolicy(inner, store, settings),
+                             IExecutionPolicy)

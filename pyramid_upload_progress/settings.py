@@ -145,12 +145,8 @@ def parse_settings(
     """
     defaults = UploadProgressSettings()
 
-    def get(name: str) -> Any:
-        value = settings.get(PREFIX + name)
-        return None if value is None or value == "" else value
-
     def read(name: str, parse: Callable[[Any], Any], default: Any) -> Any:
-        value = get(name)
+        value = settings.get(PREFIX + name)
         return default if value is None else parse(value)
 
     store = read("store", lambda v: _non_empty("store", v), "memory")

@@ -630,3 +630,10 @@ def test_the_record_type_and_renderer_serve_a_custom_report_view():
     answer = app.get("/custom/cv").json
     assert answer["extra"] == "mine"
     assert answer["state"] == "done"
+
+
+def test_a_route_prefix_applies_to_the_report_view():
+    with Configurator() as config:
+        config.include("pyramid_upload_progress", route_prefix="/api")
+        app = webtest.TestApp(config.make_wsgi_app())
+    assert app.get("/api/upload-progress").json == {"uploads": []}
