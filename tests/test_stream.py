@@ -1,0 +1,568 @@
+"""CountingInput: the stand-in for ``wsgi.input`` that counts what is read.
+
+Streaming behaviour is tested against a hand-built, non-seekable input, as
+real servers give; rewinding against ``io.BytesIO``, as WebTest gives.
+"""
+from __future__ import annotations
+
+import io
+
+import pytest
+import webob
+from webob.request import DisconnectionError
+
+from pyramid_upload_progress.stream import CountingInput
+
+BODY = b"first line\nsecond line\nthird line\n"
+NO_ARGUMENT = object()
+
+
+class ServerInput:
+    """A server's request body input: not seekable, records every call.
+
+    It holds ``data`` (which may be longer than the Content-Length, or
+    shorter when the client went away); each read hands out at most
+    ``chunk`` bytes, as a socket may; from byte ``fail_at`` on, reads raise
+    ``error``.
+    """
+
+    def __init__(self, data: bytes, *, chunk: int | None = None,
+                 fail_at: int | None = None,
+                 error: Exception | None = None) -> None:
+        self._data = data
+        self._pos = 0
+        self._chunk = chunk
+        self._fail_at = fail_at
+        self._error = error or ConnectionResetError("client went away")
+        self.calls: list[tuple[str, object]] = []
+        self.closed = False
+
+    def _take(self, want: int) -> bytes:
+        if self._fail_at is not None and self._pos >= self._fail_at:
+            raise self._error
+        if self._chunk is not None:
+            want = min(want, self._chunk)
+        data = self._data[self._pos:self._pos + want]
+        self._pos += len(data)
+        return data
+
+    def read(self, *args: int | None) -> bytes:
+        self.calls.append(("read", args[0] if args else NO_ARGUMENT))
+        size = args[0] if args else -1
+        if size is None or size < 0:
+            size = len(self._data)
+        return self._take(size)
+
+    def readline(self, *args: int | None) -> bytes:
+        self.calls.append(("readline", args[0] if args else NO_ARGUMENT))
+        size = args[0] if args else -1
+        end = self._data.find(b"\n", self._pos)
+        line_length = (len(self._data) if end < 0 else end + 1) - self._pos
+        if size is not None and size >= 0:
+            line_length = min(line_length, size)
+        return self._take(line_length)
+
+    def close(self) -> None:
+        self.calls.append(("close", NO_ARGUMENT))
+        self.closed = True
+
+    def sizes_asked(self) -> list[object]:
+        return [size for name, size in self.calls if name in ("read", "readline")]
+
+
+class Progress:
+    """An ``on_progress`` callback that remembers every value."""
+
+    def __init__(self) -> None:
+        self.values: list[int] = []
+
+    def __call__(self, received: int) -> None:
+        self.values.append(received)
+
+
+@pytest.fixture
+def progress() -> Progress:
+    return Progress()
+
+
+def counting(raw, size, progress) -> CountingInput:
+    return CountingInput(raw, size, progress)
+
+
+# -- every read method returns the body and counts it ------------------------
+
+def test_read_returns_the_whole_body_and_counts_it(progress):
+    stream = counting(ServerInput(BODY), len(BODY), progress)
+    assert stream.read() == BODY
+    assert stream.received == len(BODY)
+
+
+def test_read_none_returns_the_whole_body(progress):
+    stream = counting(ServerInput(BODY), len(BODY), progress)
+    assert stream.read(None) == BODY
+    assert stream.received == len(BODY)
+
+
+def test_read_n_returns_n_bytes_and_counts_them(progress):
+    stream = counting(ServerInput(BODY), len(BODY), progress)
+    assert stream.read(5) == BODY[:5]
+    assert stream.read(5) == BODY[5:10]
+    assert stream.received == 10
+
+
+def test_read_zero_returns_nothing_and_asks_nothing(progress):
+    raw = ServerInput(BODY)
+    stream = counting(raw, len(BODY), progress)
+    assert stream.read(0) == b""
+    assert raw.calls == []
+
+
+def test_readline_returns_one_line(progress):
+    stream = counting(ServerInput(BODY), len(BODY), progress)
+    assert stream.readline() == b"first line\n"
+    assert stream.readline() == b"second line\n"
+    assert stream.received == len(b"first line\nsecond line\n")
+
+
+def test_readline_n_returns_at_most_n_bytes(progress):
+    stream = counting(ServerInput(BODY), len(BODY), progress)
+    assert stream.readline(5) == b"first"
+    assert stream.readline() == b" line\n"
+    assert stream.received == len(b"first line\n")
+
+
+def test_readlines_returns_every_line(progress):
+    stream = counting(ServerInput(BODY), len(BODY), progress)
+    assert stream.readlines() == BODY.splitlines(keepends=True)
+    assert stream.received == len(BODY)
+
+
+@pytest.mark.parametrize("hint", [1, 11, 12, 20, 1000])
+def test_readlines_hint_stops_as_a_python_file_does(progress, hint):
+    stream = counting(ServerInput(BODY), len(BODY), progress)
+    expected = io.BytesIO(BODY).readlines(hint)
+    assert stream.readlines(hint) == expected
+    assert stream.received == sum(map(len, expected))
+
+
+def test_iteration_yields_every_line(progress):
+    stream = counting(ServerInput(BODY), len(BODY), progress)
+    assert list(stream) == BODY.splitlines(keepends=True)
+    assert stream.received == len(BODY)
+
+
+def test_close_closes_the_server_input(progress):
+    raw = ServerInput(BODY)
+    counting(raw, len(BODY), progress).close()
+    assert raw.closed
+
+
+# -- never asks for more than asked, nor past the Content-Length -------------
+
+def test_read_all_asks_the_server_only_for_the_content_length(progress):
+    raw = ServerInput(BODY + b"garbage after the body")
+    stream = counting(raw, len(BODY), progress)
+    assert stream.read() == BODY
+    assert raw.sizes_asked() == [len(BODY)]
+
+
+def test_read_none_asks_the_server_only_for_the_content_length(progress):
+    raw = ServerInput(BODY + b"garbage")
+    stream = counting(raw, len(BODY), progress)
+    stream.read(None)
+    assert raw.sizes_asked() == [len(BODY)]
+
+
+def test_read_n_asks_the_server_for_n_bytes(progress):
+    raw = ServerInput(BODY)
+    counting(raw, len(BODY), progress).read(7)
+    assert raw.sizes_asked() == [7]
+
+
+def test_read_n_near_the_end_asks_only_for_what_is_left(progress):
+    raw = ServerInput(BODY + b"garbage")
+    stream = counting(raw, len(BODY), progress)
+    stream.read(len(BODY) - 3)
+    assert stream.read(100) == BODY[-3:]
+    assert raw.sizes_asked() == [len(BODY) - 3, 3]
+
+
+def test_readline_asks_the_server_only_for_what_is_left(progress):
+    raw = ServerInput(b"no newline in this body, and more after it\n")
+    stream = counting(raw, 10, progress)
+    assert stream.readline() == b"no newline"
+    assert raw.sizes_asked() == [10]
+
+
+def test_readline_n_asks_the_server_for_at_most_n_bytes(progress):
+    raw = ServerInput(BODY)
+    counting(raw, len(BODY), progress).readline(4)
+    assert raw.sizes_asked() == [4]
+
+
+def test_readlines_never_asks_past_the_content_length(progress):
+    raw = ServerInput(BODY + b"garbage\n")
+    stream = counting(raw, len(BODY), progress)
+    lines = BODY.splitlines(keepends=True)
+    assert stream.readlines() == lines
+    starts = [len(b"".join(lines[:n])) for n in range(len(lines))]
+    assert raw.sizes_asked() == [len(BODY) - start for start in starts]
+
+
+def test_no_read_at_the_end_of_the_body_reaches_the_server(progress):
+    raw = ServerInput(BODY)
+    stream = counting(raw, len(BODY), progress)
+    stream.read()
+    calls_after_body = len(raw.calls)
+    assert stream.read() == b""
+    assert stream.read(10) == b""
+    assert stream.readline() == b""
+    assert stream.readlines() == []
+    assert list(stream) == []
+    assert len(raw.calls) == calls_after_body
+
+
+@pytest.mark.parametrize("read_all", [
+    lambda stream: stream.read(),
+    lambda stream: stream.read(None),
+    lambda stream: [stream.read(4) for _ in range(50)],
+    lambda stream: stream.readline(),
+    lambda stream: stream.readlines(),
+    lambda stream: list(stream),
+], ids=["read", "read-None", "read-n", "readline", "readlines", "iteration"])
+def test_received_never_exceeds_the_content_length(progress, read_all):
+    raw = ServerInput(b"0123456789" * 10)
+    stream = counting(raw, 25, progress)
+    read_all(stream)
+    assert stream.received <= 25
+    assert max(progress.values) <= 25
+
+
+# -- progress ---------------------------------------------------------------
+
+def test_on_progress_is_called_with_increasing_values(progress):
+    stream = counting(ServerInput(BODY), len(BODY), progress)
+    while stream.read(8):
+        pass
+    assert progress.values == sorted(set(progress.values))
+    assert progress.values[-1] == len(BODY)
+    assert len(progress.values) == -(-len(BODY) // 8)
+
+
+def test_on_progress_follows_every_read_method(progress):
+    stream = counting(ServerInput(BODY), len(BODY), progress)
+    stream.read(3)
+    stream.readline()
+    stream.readlines(1)
+    next(stream)
+    assert progress.values == [3, 11, 23, 34]
+
+
+# -- disconnections -----------------------------------------------------------
+
+def test_complete_body_is_not_disconnected(progress):
+    stream = counting(ServerInput(BODY), len(BODY), progress)
+    stream.read()
+    assert not stream.disconnected
+
+
+def test_complete_body_read_by_lines_is_not_disconnected(progress):
+    stream = counting(ServerInput(BODY), len(BODY), progress)
+    stream.readlines()
+    assert not stream.disconnected
+
+
+def test_body_ending_without_newline_at_size_is_not_disconnected(progress):
+    body = b"line\nno newline at the end"
+    stream = counting(ServerInput(body), len(body), progress)
+    assert list(stream) == [b"line\n", b"no newline at the end"]
+    assert not stream.disconnected
+
+
+def test_short_read_before_size_sets_disconnected(progress):
+    stream = counting(ServerInput(BODY[:5]), len(BODY), progress)
+    assert stream.read(10) == BODY[:5]
+    assert stream.disconnected
+    assert stream.received == 5
+
+
+def test_short_read_all_before_size_sets_disconnected(progress):
+    stream = counting(ServerInput(BODY[:5]), len(BODY), progress)
+    assert stream.read() == BODY[:5]
+    assert stream.disconnected
+
+
+def test_server_handing_out_fewer_bytes_than_asked_sets_disconnected(progress):
+    # WebOb's LimitedLengthFile judges a short read the same way.
+    stream = counting(ServerInput(BODY, chunk=4), len(BODY), progress)
+    stream.read(10)
+    assert stream.disconnected
+
+
+def test_empty_read_before_size_sets_disconnected(progress):
+    stream = counting(ServerInput(b""), len(BODY), progress)
+    assert stream.read(10) == b""
+    assert stream.disconnected
+    assert stream.received == 0
+
+
+def test_readline_ending_early_sets_disconnected(progress):
+    stream = counting(ServerInput(b"first li"), len(BODY), progress)
+    assert stream.readline() == b"first li"
+    assert stream.disconnected
+
+
+def test_empty_readline_before_size_sets_disconnected(progress):
+    stream = counting(ServerInput(b""), len(BODY), progress)
+    assert stream.readline() == b""
+    assert stream.disconnected
+
+
+@pytest.mark.parametrize("read", [
+    lambda stream: stream.read(),
+    lambda stream: stream.read(8),
+    lambda stream: stream.readline(),
+    lambda stream: stream.readlines(),
+    lambda stream: next(stream),
+], ids=["read", "read-n", "readline", "readlines", "next"])
+def test_server_input_error_propagates_and_sets_disconnected(progress, read):
+    error = ConnectionResetError("peer reset")
+    stream = counting(ServerInput(BODY, fail_at=0, error=error), len(BODY), progress)
+    with pytest.raises(ConnectionResetError) as raised:
+        read(stream)
+    assert raised.value is error
+    assert stream.disconnected
+
+
+def test_error_after_some_bytes_keeps_what_was_counted(progress):
+    stream = counting(ServerInput(BODY, fail_at=8), len(BODY), progress)
+    stream.read(8)
+    with pytest.raises(ConnectionResetError):
+        stream.read(8)
+    assert stream.received == 8
+    assert stream.disconnected
+
+
+# -- chunked bodies (size None) -----------------------------------------------
+
+def test_chunked_read_reads_to_the_end_without_disconnection(progress):
+    stream = counting(ServerInput(BODY), None, progress)
+    assert stream.read() == BODY
+    assert stream.read() == b""
+    assert stream.received == len(BODY)
+    assert not stream.disconnected
+
+
+def test_chunked_read_n_reads_to_the_end_without_disconnection(progress):
+    raw = ServerInput(BODY)
+    stream = counting(raw, None, progress)
+    data = b"".join(iter(lambda: stream.read(5), b""))
+    assert data == BODY
+    assert set(raw.sizes_asked()) == {5}
+    assert stream.received == len(BODY)
+    assert not stream.disconnected
+
+
+def test_chunked_short_reads_are_not_disconnections(progress):
+    stream = counting(ServerInput(BODY, chunk=3), None, progress)
+    assert stream.read(10) == BODY[:3]
+    assert not stream.disconnected
+
+
+def test_chunked_lines_read_to_the_end_without_disconnection(progress):
+    stream = counting(ServerInput(BODY), None, progress)
+    assert stream.readlines() == BODY.splitlines(keepends=True)
+    assert stream.received == len(BODY)
+    assert not stream.disconnected
+
+
+def test_chunked_input_error_sets_disconnected(progress):
+    stream = counting(ServerInput(BODY, fail_at=0), None, progress)
+    with pytest.raises(ConnectionResetError):
+        stream.read()
+    assert stream.disconnected
+
+
+# -- seekable inputs (WebTest's BytesIO) --------------------------------------
+
+def test_reread_after_seek_is_counted_once(progress):
+    stream = counting(io.BytesIO(BODY), len(BODY), progress)
+    assert stream.read() == BODY
+    stream.seek(0)
+    assert stream.read() == BODY
+    assert stream.received == len(BODY)
+    assert progress.values == [len(BODY)]
+
+
+def test_partial_reread_after_seek_counts_only_new_bytes(progress):
+    stream = counting(io.BytesIO(BODY), len(BODY), progress)
+    stream.read(10)
+    stream.seek(0)
+    stream.read(15)
+    assert stream.received == 15
+    assert progress.values == [10, 15]
+
+
+def test_tell_follows_reads_and_seeks(progress):
+    stream = counting(io.BytesIO(BODY), len(BODY), progress)
+    assert stream.tell() == 0
+    stream.read(4)
+    assert stream.tell() == 4
+    stream.readline()
+    assert stream.tell() == len(b"first line\n")
+    assert stream.seek(0) == 0
+    assert stream.tell() == 0
+    stream.read(2)
+    assert stream.tell() == 2
+
+
+def test_reads_after_seek_stop_at_the_content_length(progress):
+    raw = io.BytesIO(BODY + b"garbage")
+    stream = counting(raw, len(BODY), progress)
+    stream.read()
+    stream.seek(0)
+    assert stream.read() == BODY
+
+
+def test_seek_beyond_the_content_length_never_counts_past_it(progress):
+    stream = counting(io.BytesIO(BODY + b"garbage"), len(BODY), progress)
+    stream.seek(0, io.SEEK_END)
+    assert stream.read() == b""
+    assert stream.received <= len(BODY)
+    assert all(value <= len(BODY) for value in progress.values)
+
+
+def test_read_after_seek_past_the_content_length_returns_nothing(progress):
+    stream = counting(io.BytesIO(BODY + b"garbage"), len(BODY), progress)
+    stream.seek(len(BODY) + 2)
+    assert stream.read() == b""
+
+
+def test_seek_on_a_non_seekable_input_raises(progress):
+    stream = counting(ServerInput(BODY), len(BODY), progress)
+    with pytest.raises((AttributeError, OSError)):
+        stream.seek(0)
+
+
+# -- WebOb reads through it (STYLE.md, "Facts about WebOb") -------------------
+
+BOUNDARY = "pinned-boundary-5c1e"
+
+
+def multipart_body() -> bytes:
+    return (
+        f"--{BOUNDARY}\r\n"
+        'Content-Disposition: form-data; name="title"\r\n'
+        "\r\n"
+        "holiday\r\n"
+        f"--{BOUNDARY}\r\n"
+        'Content-Disposition: form-data; name="file"; filename="photo.bin"\r\n'
+        "Content-Type: application/octet-stream\r\n"
+        "\r\n"
+    ).encode() + bytes(range(256)) * 40 + f"\r\n--{BOUNDARY}--\r\n".encode()
+
+
+def environ_for(stream: CountingInput, length: int,
+                content_type: str = "application/octet-stream") -> dict:
+    """A server's environ for a POST whose body is read through ``stream``."""
+    return {
+        "REQUEST_METHOD": "POST",
+        "SCRIPT_NAME": "",
+        "PATH_INFO": "/upload",
+        "QUERY_STRING": "",
+        "SERVER_NAME": "localhost",
+        "SERVER_PORT": "80",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "wsgi.url_scheme": "http",
+        "CONTENT_LENGTH": str(length),
+        "CONTENT_TYPE": content_type,
+        "wsgi.input": stream,
+    }
+
+
+def large_body() -> bytes:
+    return bytes(range(251)) * 400  # larger than io.DEFAULT_BUFFER_SIZE
+
+
+def test_webob_body_reads_through_the_counting_input(progress):
+    body = large_body()
+    stream = counting(ServerInput(body), len(body), progress)
+    request = webob.Request(environ_for(stream, len(body)))
+    assert request.body == body
+    assert stream.received == len(body)
+    assert not stream.disconnected
+
+
+def test_webob_body_file_reads_through_the_counting_input(progress):
+    body = large_body()
+    raw = ServerInput(body)
+    stream = counting(raw, len(body), progress)
+    request = webob.Request(environ_for(stream, len(body)))
+    assert request.body_file.read() == body
+    assert stream.received == len(body)
+    assert all(isinstance(size, int) and 0 < size <= io.DEFAULT_BUFFER_SIZE
+               for size in raw.sizes_asked())
+    assert len(progress.values) > 1
+
+
+def test_webob_reads_the_input_that_is_in_the_environ_when_it_reads(progress):
+    body = large_body()
+    raw = ServerInput(body)
+    environ = environ_for(raw, len(body))
+    request = webob.Request(environ)
+    stream = counting(raw, len(body), progress)
+    environ["wsgi.input"] = stream  # replaced after the Request was made
+    assert request.body == body
+    assert stream.received == len(body)
+
+
+def test_webob_post_parses_multipart_through_the_counting_input(progress):
+    body = multipart_body()
+    stream = counting(ServerInput(body), len(body), progress)
+    request = webob.Request(environ_for(
+        stream, len(body), f"multipart/form-data; boundary={BOUNDARY}"))
+    assert request.POST["title"] == "holiday"
+    assert request.POST["file"].value == bytes(range(256)) * 40
+    assert stream.received == len(body)
+    assert not stream.disconnected
+
+
+@pytest.mark.parametrize("read", [
+    lambda request: request.body,
+    lambda request: request.body_file.read(),
+    lambda request: request.make_body_seekable(),
+    lambda request: request.POST,
+], ids=["body", "body_file", "make_body_seekable", "POST"])
+def test_webob_raises_disconnection_error_for_a_body_that_ends_early(progress, read):
+    body = multipart_body()
+    stream = counting(ServerInput(body[:1000]), len(body), progress)
+    request = webob.Request(environ_for(
+        stream, len(body), f"multipart/form-data; boundary={BOUNDARY}"))
+    with pytest.raises(DisconnectionError):
+        read(request)
+    assert stream.disconnected
+    assert stream.received == 1000
+
+
+def test_webob_make_body_seekable_copies_through_the_counting_input(progress):
+    body = large_body()
+    stream = counting(ServerInput(body), len(body), progress)
+    environ = environ_for(stream, len(body))
+    request = webob.Request(environ)
+    request.make_body_seekable()
+    assert stream.received == len(body)
+    assert environ["wsgi.input"] is not stream
+    assert request.body == body
+    assert stream.received == len(body)
+
+
+def test_webob_seekable_body_read_twice_is_counted_once(progress):
+    request = webob.Request.blank("/upload", method="POST", body=BODY)
+    assert request.is_body_seekable
+    stream = counting(request.environ["wsgi.input"], len(BODY), progress)
+    request.environ["wsgi.input"] = stream
+    assert request.body == BODY
+    assert request.body == BODY
+    assert request.body_file.read() == BODY
+    assert stream.received == len(BODY)
+    assert progress.values == [len(BODY)]
