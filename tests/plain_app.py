@@ -21,7 +21,7 @@ class HeaderSecurityPolicy:
         return request.headers.get("X-User")
 
     def permits(self, request, context, permission):
-        return True
+        return self.authenticated_userid(request) is not None
 
     def remember(self, request, userid, **kw):
         return []

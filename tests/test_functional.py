@@ -19,28 +19,10 @@ from pyramid_upload_progress import (
     render_upload,
 )
 from pyramid_upload_progress.policy import UploadProgressPolicy
+from tests.plain_app import HeaderSecurityPolicy
 
 CONTRACT_FIELDS = {"id", "state", "received", "size", "percent", "rate", "eta",
                    "started", "finished", "path", "status"}
-
-
-class HeaderSecurityPolicy:
-    """The principal comes from an ``X-User`` header (a stand-in for a cookie)."""
-
-    def identity(self, request):
-        return request.headers.get("X-User")
-
-    def authenticated_userid(self, request):
-        return request.headers.get("X-User")
-
-    def permits(self, request, context, permission):
-        return permission == "view-progress" and bool(request.headers.get("X-User"))
-
-    def remember(self, request, userid, **kw):
-        return []
-
-    def forget(self, request, **kw):
-        return []
 
 
 def read_body(request):
