@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from typing import Any
 from urllib.parse import parse_qsl
 
 _VALID_ID = re.compile(r"[A-Za-z0-9_.\-]{1,128}")
@@ -19,7 +20,7 @@ def header_key(param: str) -> str:
     return "HTTP_" + param.upper().replace("-", "_")
 
 
-def upload_id(environ: Mapping[str, object], param: str, header: str) -> str | None:
+def upload_id(environ: Mapping[str, Any], param: str, header: str) -> str | None:
     """The upload id a request carries, or ``None`` if it carries none.
 
     The query parameter ``param`` wins over the request header whose environ

@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from . import ids
-from .interfaces import IUploadProgressStore
 from .settings import UploadProgressSettings
 from .upload import ENVIRON_KEY, TrackedUpload
 
@@ -34,7 +33,7 @@ class UploadProgressPolicy:
     """
 
     def __init__(self, inner: Callable[[dict[str, Any], Any], Any],
-                 store: IUploadProgressStore,
+                 store: Any,
                  settings: UploadProgressSettings) -> None:
         self.inner = inner
         self._store = store
@@ -58,10 +57,11 @@ class UploadProgressPolicy:
 
     def _begin(self, environ: dict[str, Any]) -> TrackedUpload | None:
         """Start tracking the request, or return None if it is not tracked."""
+        size: int | None
         length = environ.get("CONTENT_LENGTH")
         if length:
             try:
-                size: int | None = int(length)
+                size = int(length)
             except ValueError:
                 return None
             if size <= 0:

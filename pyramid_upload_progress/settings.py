@@ -9,13 +9,13 @@ from typing import Any
 
 from pyramid.exceptions import ConfigurationError
 
-from .interfaces import IUploadProgressStore
 from .stores.memory import memory_store_factory
 
 PREFIX = "upload_progress."
 
 Owner = Callable[[Any], "str | None"]
-StoreFactory = Callable[[MutableMapping[str, Any]], IUploadProgressStore]
+StoreFactory = Callable[[MutableMapping[str, Any]], Any]
+"""``factory(settings)``: returns an object providing IUploadProgressStore."""
 
 _ID_PARAM = re.compile(r"[A-Za-z0-9_\-]{1,64}")
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
@@ -55,13 +55,13 @@ class UploadProgressSettings:
     owner: Owner = _owner_as_text(authenticated_userid)
 
 
-def _bad(name: str, value: object, expected: str) -> ConfigurationError:
+def _bad(name: str, value: Any, expected: str) -> ConfigurationError:
     return ConfigurationError(
         f"{PREFIX}{name} = {value!r} is not valid: expected {expected}"
     )
 
 
-def _whole(name: str, value: object, least: int) -> int:
+def _whole(name: str, value: Any, least: int) -> int:
     expected = f"a whole number >= {least}"
     if isinstance(value, bool):
         raise _bad(name, value, expected)
@@ -74,7 +74,7 @@ def _whole(name: str, value: object, least: int) -> int:
     return number
 
 
-def _seconds(name: str, value: object, *, zero_ok: bool) -> float:
+def _seconds(name: str, value: Any, *, zero_ok: bool) -> float:
     expected = "a number of seconds " + (">= 0" if zero_ok else "> 0")
     if isinstance(value, bool):
         raise _bad(name, value, expected)
@@ -87,41 +87,41 @@ def _seconds(name: str, value: object, *, zero_ok: bool) -> float:
     return number
 
 
-def _text(name: str, value: object) -> str:
+def _text(name: str, value: Any) -> str:
     if not isinstance(value, str):
         raise _bad(name, value, "a string")
     return value.strip()
 
 
-def _path(value: object) -> str:
+def _path(value: Any) -> str:
     path = _text("path", value)
     if not path.startswith("/") or any(c in path for c in "?# \t"):
         raise _bad("path", value, "a URL path starting with / (no query)")
     return path
 
 
-def _id_param(value: object) -> str:
+def _id_param(value: Any) -> str:
     param = _text("id_param", value)
     if not _ID_PARAM.fullmatch(param):
         raise _bad("id_param", value, "a header name of A-Z a-z 0-9 - _")
     return param
 
 
-def _redis_url(value: object) -> str:
+def _redis_url(value: Any) -> str:
     url = _text("redis.url", value)
     if not url.startswith(_REDIS_SCHEMES):
         raise _bad("redis.url", value, "a redis://, rediss:// or unix:// URL")
     return url
 
 
-def _non_empty(name: str, value: object) -> str:
+def _non_empty(name: str, value: Any) -> str:
     text = _text(name, value)
     if not text:
         raise _bad(name, value, "a non-empty string")
     return text
 
 
-def _dotted(name: str, value: object, resolve: Callable[[Any], Any]) -> Any:
+def _dotted(name: str, value: Any, resolve: Callable[[Any], Any]) -> Any:
     try:
         found = resolve(value.strip() if isinstance(value, str) else value)
     except (ImportError, AttributeError, ValueError) as exc:

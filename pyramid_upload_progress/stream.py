@@ -73,7 +73,7 @@ class CountingInput:
         except Exception:
             self.disconnected = True
             raise
-        if (self._size is not None and len(data) < limit
+        if (limit is not None and self._size is not None and len(data) < limit
                 and not data.endswith(b"\n")):
             self.disconnected = True
         self._advance(data)

@@ -5,7 +5,6 @@ import logging
 import time
 from typing import Any
 
-from .interfaces import IUploadProgressStore
 from .settings import Owner
 from .stream import CountingInput
 
@@ -25,9 +24,9 @@ class TrackedUpload:
     and its record ended once.
     """
 
-    def __init__(self, store: IUploadProgressStore, key: str, raw_input: Any,
+    def __init__(self, store: Any, key: str, raw_input: Any,
                  size: int | None, owner: Owner, interval: float) -> None:
-        self._store: IUploadProgressStore | None = store
+        self._store = store
         self._key = key
         self._owner = owner
         self._interval = interval
