@@ -619,3 +619,46 @@ def test_a_route_prefix_applies_to_the_report_view():
         config.include("pyramid_upload_progress", route_prefix="/api")
         app = webtest.TestApp(config.make_wsgi_app())
     assert app.get("/api/upload-progress").json == {"uploads": []}
+
+
+class CountingStore(MemoryUploadProgressStore):
+    """A memory store that keeps every progress write it is given."""
+
+    def __init__(self, throttled):
+        super().__init__()
+        self.throttled = throttled
+        self.updates = []
+
+    def update(self, key, received):
+        self.updates.append(received)
+        super().update(key, received)
+
+
+def upload_through(store, update_interval):
+    app = make_app({"upload_progress.update_interval": update_interval},
+                   configure=stream_configure, store=store)
+    _, app_iter = wsgi_call(app, b"x" * 100_000, path="/stream")
+    b"".join(app_iter)
+    app_iter.close()
+    return store.get("w1", "alice")
+
+
+def test_a_throttled_store_gets_one_progress_write_per_interval():
+    store = CountingStore(throttled=True)
+    record = upload_through(store, "3600")
+    assert len(store.updates) == 1
+    assert (record.received, record.state) == (100_000, "done")
+
+
+def test_a_throttled_store_gets_every_read_with_a_zero_interval():
+    store = CountingStore(throttled=True)
+    upload_through(store, "0")
+    assert len(store.updates) > 5
+    assert store.updates == sorted(store.updates)
+    assert store.updates[-1] == 100_000
+
+
+def test_an_unthrottled_store_gets_every_read_whatever_the_interval():
+    store = CountingStore(throttled=False)
+    upload_through(store, "3600")
+    assert len(store.updates) > 5
