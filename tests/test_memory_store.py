@@ -453,6 +453,15 @@ def store_for_threads() -> MemoryUploadProgressStore:
                                      clock=FakeClock())
 
 
+def run_in_threads(work) -> None:
+    """Run ``work(n)`` in THREADS threads at once and wait for them all."""
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(THREADS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
 def test_concurrent_calls_leave_consistent_records(store_for_threads,
                                                    eager_thread_switching):
     errors: list[BaseException] = []
@@ -476,11 +485,7 @@ def test_concurrent_calls_leave_consistent_records(store_for_threads,
         except BaseException as exc:  # reported by the assertion below
             errors.append(exc)
 
-    threads = [threading.Thread(target=work, args=(n,)) for n in range(THREADS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_in_threads(work)
 
     assert errors == []
     kept = UPLOADS_PER_THREAD - len(range(0, UPLOADS_PER_THREAD, 4))
@@ -516,11 +521,7 @@ def test_concurrent_calls_while_records_expire(eager_thread_switching):
         except BaseException as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=work, args=(n,)) for n in range(THREADS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_in_threads(work)
 
     assert errors == []
     assert len(store) <= 50
