@@ -13,7 +13,8 @@ class CountingInput:
     and never past ``size`` (the Content-Length, ``None`` for a chunked
     body). ``received`` is the furthest position read to, so that an input
     that is rewound and read again (a seekable one, as ``Request.blank``
-    makes) is counted once. ``on_progress(received)`` is called each time ``received`` grows.
+    makes) is counted once. ``on_progress(received)`` is called each time
+    ``received`` grows.
 
     ``disconnected`` becomes true when the body ended before ``size`` bytes
     (a read came back short, as WebOb's ``LimitedLengthFile`` also judges)

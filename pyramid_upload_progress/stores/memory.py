@@ -130,6 +130,9 @@ class MemoryUploadProgressStore:
     def list(self, owner: str) -> list[UploadRecord]:
         now = self._clock()
         with self._lock:
+            # Owners become known out of start order (a large upload behind
+            # pyramid_retry gets its owner last); the sort is stable, so the
+            # reversal puts ties in the newest-known-first order.
             records = [self._records[key]
                        for key in reversed(self._by_owner.get(owner, {}))]
             records.sort(key=lambda record: record.started, reverse=True)
