@@ -6,30 +6,45 @@ in a store, and answers "how far is my upload?" in JSON.
 """
 from __future__ import annotations
 
+import os
+import traceback
 from typing import Any
 
+import pyramid
 from pyramid.config import PHASE1_CONFIG, PHASE3_CONFIG, Configurator
+from pyramid.config.actions import ActionInfo
 from pyramid.exceptions import ConfigurationError
 from pyramid.interfaces import IExecutionPolicy
 from pyramid.router import default_execution_policy
 from pyramid.tweens import EXCVIEW, MAIN
+from zope.interface.exceptions import Invalid
+from zope.interface.verify import verifyObject
 
+from .events import UploadFinished, UploadStarted
 from .interfaces import IUploadProgressStore
 from .policy import UploadProgressPolicy
-from .record import UploadRecord, render_starting, render_upload
-from .settings import UploadProgressSettings, parse_settings
-from .stores.memory import MemoryUploadProgressStore
-from .views import UploadProgressView, forbidden_view
+from .record import UploadRecord, render_upload
+from .settings import INCLUDE_TIME, UploadProgressSettings, parse_setting, parse_settings
+from .stores.memory import MemoryUploadProgressStore, memory_store_factory
+from .stream import UploadCancelled
+from .tracking import StoreHealth, upload_progress
+from .views import (
+    UploadProgressView,
+    forbidden_view,
+    method_not_allowed,
+    upload_cancelled_view,
+)
 
 __all__ = [
     "IUploadProgressStore",
     "MemoryUploadProgressStore",
-    "UploadProgressSettings",
+    "UploadCancelled",
+    "UploadFinished",
     "UploadRecord",
+    "UploadStarted",
     "includeme",
-    "render_starting",
+    "memory_store_factory",
     "render_upload",
-    "set_upload_progress_store",
 ]
 
 ROUTE_NAME = "upload_progress"
@@ -37,6 +52,17 @@ ROUTE_NAME = "upload_progress"
 # After every action of default order, pyramid_retry's execution policy
 # (registered from a PHASE1 action) included: the policy we wrap is final.
 _AFTER_APP_CONFIG = PHASE3_CONFIG + 10
+_OWN_CODE = (os.path.dirname(pyramid.__file__) + os.sep, os.path.dirname(__file__) + os.sep)
+
+
+def _checked_store(store: Any, source: str) -> Any:
+    """``store``, if it implements IUploadProgressStore in full."""
+    try:
+        verifyObject(IUploadProgressStore, store)
+    except Invalid as exc:
+        raise ConfigurationError(
+            f"{source}: {store!r} is not an IUploadProgressStore: {exc}") from None
+    return store
 
 
 def set_upload_progress_store(config: Configurator, store: Any) -> None:
@@ -46,11 +72,7 @@ def set_upload_progress_store(config: Configurator, store: Any) -> None:
     Two calls conflict as Pyramid's own ``set_*`` directives do, and the
     choice is shown in the app's introspection (pyramid_debugtoolbar).
     """
-    store = config.maybe_dotted(store)
-    if not IUploadProgressStore.providedBy(store):
-        raise ConfigurationError(
-            f"set_upload_progress_store: {store!r} does not provide "
-            "IUploadProgressStore")
+    store = _checked_store(config.maybe_dotted(store), "set_upload_progress_store")
     intr = config.introspectable("upload progress store", None,
                                  config.object_description(store),
                                  "upload progress store")
@@ -65,45 +87,78 @@ def set_upload_progress_store(config: Configurator, store: Any) -> None:
 def includeme(config: Configurator) -> None:
     """Set up upload progress for the app.
 
-    Registers the directive ``config.set_upload_progress_store`` and the
-    owner tween (under the exception view tween, just over ``MAIN``). Then,
-    in an action, so that settings added after the include still count, it
-    reads every ``upload_progress.*`` setting (a bad value stops the app at
-    start-up, naming the setting) and registers the report route
-    (``upload_progress``) and JSON view at ``upload_progress.path``. Last,
-    once all other configuration is done, it registers the store (the one
+    Now, so that they take their place in the app's route order: the report
+    route at ``upload_progress.path`` and, unless ``upload_progress.client``
+    is false, the JavaScript client's static view under it. Also the
+    directive ``config.set_upload_progress_store``, the owner tween (under
+    the exception view tween, just over ``MAIN``), ``request.upload_progress``
+    and the 409 answer to ``UploadCancelled``. Then, in an action, so that
+    settings added after the include still count, it reads every other
+    ``upload_progress.*`` setting (a bad value stops the app at start-up,
+    naming the setting) and adds the report views. Last, once all other
+    configuration is done, it registers the store (the one
     ``upload_progress.store`` names, unless a store is registered already)
     and the execution policy that counts, wrapped around whichever policy
     the app has (pyramid_retry's, say).
     """
+    config.info = _include_site()
+    settings = config.get_settings()
+    early = {name: parse_setting(settings, name, config.maybe_dotted)
+             for name in INCLUDE_TIME}
     config.add_directive("set_upload_progress_store", set_upload_progress_store)
-    config.add_tween("pyramid_upload_progress.tween.owner_tween_factory",
+    config.add_tween("pyramid_upload_progress.owner.owner_tween_factory",
                      under=EXCVIEW, over=MAIN)
+    config.add_request_method(upload_progress, "upload_progress", reify=True)
+    config.add_exception_view(upload_cancelled_view, context=UploadCancelled)
+    config.add_route(ROUTE_NAME, early["path"])
+    if early["client"]:
+        config.add_static_view(early["path"].rstrip("/") + "/static",
+                               "pyramid_upload_progress:static/")
 
     def configure() -> None:
-        settings = parse_settings(config.get_settings(), config.maybe_dotted)
-        config.add_route(ROUTE_NAME, settings.path)
-        config.add_view(UploadProgressView(settings), route_name=ROUTE_NAME,
-                        request_method="GET", permission=settings.permission)
-        if settings.permission is not None:
-            config.add_forbidden_view(forbidden_view, route_name=ROUTE_NAME)
-        config.action(None, lambda: _register_store_and_policy(config, settings),
+        parsed = parse_settings(config.get_settings(), config.maybe_dotted, **early)
+        health = StoreHealth()
+        view = UploadProgressView(parsed, health)
+        for methods in (("GET", "HEAD"), "DELETE"):
+            config.add_view(view, route_name=ROUTE_NAME, request_method=methods,
+                            permission=parsed.permission)
+        config.add_view(method_not_allowed, route_name=ROUTE_NAME)
+        config.add_forbidden_view(forbidden_view, route_name=ROUTE_NAME)
+        config.action(None, lambda: _register_store_and_policy(config, parsed, health),
                       order=_AFTER_APP_CONFIG)
 
     config.action(None, configure, order=PHASE1_CONFIG)
 
 
-def _register_store_and_policy(config: Configurator,
-                               settings: UploadProgressSettings) -> None:
+def _include_site() -> ActionInfo:
+    """Where the app includes the add-on, for start-up errors to point at."""
+    for frame in reversed(traceback.extract_stack()):
+        if not frame.filename.startswith(_OWN_CODE):
+            return ActionInfo(frame.filename, frame.lineno, frame.name, frame.line)
+    return ActionInfo(None, 0, "", "")
+
+
+def _register_store_and_policy(config: Configurator, settings: UploadProgressSettings,
+                               health: StoreHealth) -> None:
     registry = config.registry
     store = registry.queryUtility(IUploadProgressStore)
     if store is None:
-        store = settings.store_factory(registry.settings)
-        if not IUploadProgressStore.providedBy(store):
-            raise ConfigurationError(
-                f"upload_progress.store: the factory returned {store!r}, "
-                "which does not provide IUploadProgressStore")
+        store = _checked_store(settings.store(registry.settings), "upload_progress.store")
         registry.registerUtility(store, IUploadProgressStore)
+        intr = config.introspectable("upload progress store", None,
+                                     config.object_description(store),
+                                     "upload progress store")
+        intr["store"] = store
+        intr.register(config.introspector, config.action_info)
+    else:
+        _checked_store(store, "the registered IUploadProgressStore")
     inner = registry.queryUtility(IExecutionPolicy, default=default_execution_policy)
-    registry.registerUtility(UploadProgressPolicy(inner, store, settings),
-                             IExecutionPolicy)
+    policy = UploadProgressPolicy(
+        inner, store, settings, health,
+        per_process=isinstance(store, MemoryUploadProgressStore))
+    registry.registerUtility(policy, IExecutionPolicy)
+    intr = config.introspectable("upload progress execution policy", None,
+                                 config.object_description(policy),
+                                 "upload progress execution policy")
+    intr["wraps"] = inner
+    intr.register(config.introspector, config.action_info)

@@ -6,11 +6,14 @@ class IUploadProgressStore(Interface):
     """Keeps upload records and answers "this upload" and "this owner's uploads".
 
     Registered as a utility; the add-on looks it up once, when the application
-    is made. Every method may be called from many threads at once (one per
-    request in a threaded server): a store does its own locking. A method
-    that fails raises any exception; the add-on then logs it and carries on
-    serving the upload untracked (writes) or answers 503 (reads). No method
-    may block for long: the write methods run inside the upload's request.
+    is made, and checks it with ``zope.interface.verify.verifyObject``. Every
+    method may be called from many threads at once (one per request in a
+    threaded server): a store does its own locking. A method that fails
+    raises any exception; the add-on then logs the outage once (and its end)
+    and carries on serving the upload untracked (writes) or answers 503
+    (reads). No method may block for long: the write methods run inside the
+    upload's request, so a store bounds every call (the Redis store by
+    ``upload_progress.redis.socket_timeout``).
 
     Times are epoch seconds taken from the store's own clock, so that all
     the records of one store agree with each other.
@@ -20,34 +23,52 @@ class IUploadProgressStore(Interface):
     and never shown to clients; ``id`` is the client's upload id, or
     ``None``. Until :meth:`set_owner` is called the owner of an upload is
     unknown (the upload is *pending*).
+
+    ``files`` arguments and record fields are ``None`` for a body that is not
+    ``multipart/form-data``, else a list of mappings ``{"field": str,
+    "filename": str, "received": int, "done": bool}`` in body order: plain
+    JSON data, for a store to keep as it comes.
     """
 
     throttled = Attribute(
-        "True if the store asks the add-on to write an upload's progress at "
-        "most once per ``upload_progress.update_interval`` seconds (a store "
-        "with a network round-trip per call, such as Redis). The start and "
-        "the end of an upload are always written. False: every read of the "
-        "body is written at once (the memory store)."
+        "How the store learns an upload's progress. True: the add-on calls "
+        ":meth:`update` at most once per ``upload_progress.update_interval`` "
+        "seconds (counted from the end of the previous write) and always "
+        "calls :meth:`start`, :meth:`set_owner` and :meth:`finish`; for a "
+        "store shared between processes (Redis, SQLite). False: the store "
+        "lives in the process serving the upload and reads the ``progress`` "
+        "object given to :meth:`start` whenever it is asked; :meth:`update` "
+        "is never called (the memory store, which so shows every read at "
+        "once at no cost per read)."
     )
 
-    def start(upload_id, path, size):
+    def start(upload_id, path, size, progress):
         """Record a new upload, pending, with nothing received; return its key.
 
         ``upload_id`` is the client's id (already validated) or ``None``;
         ``path`` is the request path without the query string; ``size`` is
-        the Content-Length, or ``None`` for a chunked body. Returns ``None``
-        when the store declines to track the upload (it is full); the upload
-        is then served untracked. Called from the request's thread, before
-        any of the body is read.
+        the Content-Length, or ``None`` for a chunked body. ``progress`` is
+        the upload as it happens in this process: its attributes
+        ``received`` (int) and ``files`` (see above) are the progress at
+        this moment, ``receiving`` is true until the body has been read
+        whole, and its ``cancel()`` makes the upload's next read of its body
+        raise :class:`pyramid_upload_progress.UploadCancelled`. A throttled
+        store ignores it. Returns ``None`` when the store declines to track
+        the upload (it is full); the upload is then served untracked. Called
+        from the request's thread, before any of the body is read.
         """
 
-    def update(key, received):
-        """Record that ``received`` bytes of the body have been read.
+    def update(key, received, files):
+        """Record that ``received`` bytes of the body have been read, and
+        the file parts seen so far; return whether the upload was cancelled.
 
-        ``received`` never decreases and never exceeds the size. Also marks
-        the upload as alive now, for ``stall_timeout``. A key the store has
-        already forgotten is ignored. Called from the thread reading the body,
-        once per read (or once per ``update_interval`` for a throttled store).
+        Only called for a throttled store. ``received`` never decreases and
+        never exceeds the size. Also marks the upload as alive now, for
+        ``stall_timeout``. Returns true when :meth:`cancel` has been called
+        for the upload: the add-on then makes its next read raise
+        ``UploadCancelled`` (so a cancel costs no round-trip of its own). A
+        key the store has already forgotten is ignored (return false).
+        Called from the thread reading the body.
         """
 
     def set_owner(key, owner):
@@ -55,34 +76,50 @@ class IUploadProgressStore(Interface):
 
         Called at most once per upload, from the request's thread, inside the
         application's request handling. From then on the upload appears in
-        ``owner``'s listing and, by id, answers only ``owner`` (an upload
-        owned by ``None`` answers anyone who knows its id). A finished
-        upload of the same owner with the same ``id`` is forgotten: a reused
-        id replaces the old record.
+        ``owner``'s listing and, by id, answers ``owner`` first (see
+        :meth:`get`). A finished upload of the same owner with the same
+        ``id`` is forgotten: a reused id replaces the old record.
         """
 
-    def finish(key, received, status, failed):
+    def stage(key, name, done, total):
+        """Record what the application is doing with the upload now
+        (``request.upload_progress.stage(...)``): ``name`` a string, ``done``
+        and ``total`` ints or ``None``. The record's ``stage`` becomes
+        ``{"name": name, "done": done, "total": total}``. Called from the
+        request's thread; the add-on throttles repeated calls with the same
+        name like progress writes (always writing a new name, and the last
+        call before :meth:`finish`).
+        """
+
+    def finish(key, received, files, status, failed, cancelled):
         """Record the end of an upload.
 
-        ``received`` is the final byte count; ``status`` the response status
-        (an int), or ``None`` when the request ended in an exception;
-        ``failed`` is true when reading the body failed (the client
-        disconnected) or the request raised. The record is kept for
-        ``timeout`` seconds from now. Called once per upload, from the thread
-        that served the request.
+        ``received`` is the final byte count and ``files`` the final file
+        parts; ``status`` the response status (an int), or ``None`` when
+        the request ended in an exception; ``failed`` is true when reading
+        the body failed (the client disconnected) or the request raised;
+        ``cancelled`` is true when the upload ended because it was
+        cancelled (its status is then 409 and ``failed`` true). The record
+        takes ``cancelled`` as given, so an upload that was read whole
+        before it could see a cancel ends as it really ended. The record is
+        kept for ``timeout`` seconds from now. Called once per upload, from
+        the thread that served the request.
         """
 
     def discard(key):
         """Forget an upload at once (it is no longer tracked)."""
 
     def get(upload_id, owner):
-        """Return the newest record with client id ``upload_id`` visible to
-        ``owner``, or ``None``.
+        """Return the record a poll for ``upload_id`` by ``owner`` answers,
+        or ``None``.
 
-        Visible: the upload is pending, or owned by ``owner``, or owned by
-        ``None``. Records past their expiry are never returned; an unfinished
-        record that received nothing for ``stall_timeout`` seconds is returned
-        as failed (see ``UploadRecord.stalled``). Called from any thread.
+        That is the newest of ``owner``'s own uploads with that id (not for
+        ``owner is None``); only when there is none, the newest pending or
+        ownerless (owned by ``None``) upload with that id. Records of other
+        owners are never returned. Records past their expiry are never
+        returned; an unfinished record that received nothing for
+        ``stall_timeout`` seconds is returned as failed (see
+        ``UploadRecord.as_of``). Called from any thread.
         """
 
     def list(owner):
@@ -93,3 +130,39 @@ class IUploadProgressStore(Interface):
         Must cost O(the owner's uploads), not O(all uploads). Called from
         any thread.
         """
+
+    def cancel(upload_id, owner):
+        """Cancel the upload that :meth:`get` would return for the same
+        arguments, if it is still receiving its body; return that record,
+        now with ``cancelled`` true, or ``None`` (nothing to cancel: no such
+        upload, someone else's, finished, or its body read whole).
+
+        The store marks the record cancelled and makes the uploading
+        request learn it: at once through ``progress.cancel()`` for an
+        unthrottled store, through the answer of the next :meth:`update`
+        for a throttled one. Called from any thread, typically from another
+        process than the upload's.
+        """
+
+
+class IUploadEvent(Interface):
+    """A Pyramid event about one tracked upload (``config.add_subscriber``)."""
+
+    request = Attribute("The Pyramid request that carries the upload.")
+    upload = Attribute(
+        "The upload as of the event: an "
+        ":class:`pyramid_upload_progress.record.UploadRecord` made in the "
+        "process serving it (times from its clock; ``key`` is the store's).")
+
+
+class IUploadStarted(IUploadEvent):
+    """Sent once per tracked upload, when its owner has been looked up,
+    inside the app's handling. A subscriber that raises an HTTP exception
+    (say ``HTTPRequestEntityTooLarge`` for a quota) refuses the upload
+    before the application reads its body, where nothing in front of the
+    app read it already."""
+
+
+class IUploadFinished(IUploadEvent):
+    """Sent when the record of an upload that had :class:`IUploadStarted`
+    ends (done, error or cancelled), from the thread that served it."""

@@ -14,9 +14,11 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from . import ids
+from . import ids, multipart
 from .settings import UploadProgressSettings
-from .upload import ENVIRON_KEY, TrackedUpload
+from .stream import UploadCancelled
+from .tracking import ENVIRON_KEY, StoreHealth, TrackedUpload
+from .views import cancelled_response
 
 log = logging.getLogger(__name__)
 
@@ -29,20 +31,26 @@ class UploadProgressPolicy:
     A request that is not tracked costs a few environ look-ups. A tracked
     one gets a :class:`~pyramid_upload_progress.stream.CountingInput` as its
     ``wsgi.input`` and a record in the store; the record is ended when the
-    server closes the response body (or when the request raises).
+    server closes the response body (or when the request raises). What
+    ``inner`` returns is still the app's response: its ``app_iter`` is
+    wrapped, so that the record ends when the server closes the body (the
+    app may still read the upload while it answers).
     """
 
     def __init__(self, inner: Callable[[dict[str, Any], Any], Any],
-                 store: Any,
-                 settings: UploadProgressSettings) -> None:
+                 store: Any, settings: UploadProgressSettings,
+                 health: StoreHealth, *, per_process: bool = False) -> None:
         self.inner = inner
         self._store = store
+        self._health = health
         self._threshold = settings.threshold
+        self._report_path = settings.path
         self._id_param = settings.id_param
         self._id_header = ids.header_key(settings.id_param)
         self._owner = settings.owner
-        self._interval = settings.update_interval if store.throttled else 0.0
+        self._interval = settings.update_interval if store.throttled else None
         self._buffering_seen = False
+        self._warn_per_process = per_process
 
     def __call__(self, environ: dict[str, Any], router: Any) -> Any:
         upload = self._begin(environ)
@@ -50,10 +58,16 @@ class UploadProgressPolicy:
             return self.inner(environ, router)
         try:
             response = self.inner(environ, router)
+        except UploadCancelled:
+            # Raised where no exception view could answer: in front of the
+            # tweens, as pyramid_retry copies the body.
+            response = cancelled_response()
         except BaseException:
             upload.finish(None, failed=True)
             raise
-        return _FinishingResponse(response, upload)
+        response.app_iter = _ClosingIterable(response.app_iter, upload,
+                                             response.status_int)
+        return response
 
     def _begin(self, environ: dict[str, Any]) -> TrackedUpload | None:
         """Start tracking the request, or return None if it is not tracked."""
@@ -70,6 +84,8 @@ class UploadProgressPolicy:
             size = None
         else:
             return None
+        if environ.get("PATH_INFO") == self._report_path:
+            return None
         try:
             upload_id = ids.upload_id(environ, self._id_param, self._id_header)
         except ids.BadUploadId:
@@ -78,16 +94,27 @@ class UploadProgressPolicy:
             return None
         if not self._buffering_seen:
             self._warn_if_buffered(environ)
+        if self._warn_per_process and environ.get("wsgi.multiprocess"):
+            self._warn_per_process = False
+            log.warning(
+                "upload progress: the server runs several processes, and the "
+                "memory store keeps each one's uploads to itself: a poll that "
+                "reaches another process answers 'starting'. Use "
+                "upload_progress.store = sqlite (one host) or redis (several "
+                "hosts).")
+        upload = TrackedUpload(
+            self._store, self._health, environ["wsgi.input"], upload_id,
+            _request_path(environ), size,
+            multipart.boundary(environ.get("CONTENT_TYPE", "")),
+            self._owner, self._interval)
         try:
-            key = self._store.start(upload_id, _request_path(environ), size)
+            upload.key = self._store.start(upload_id, upload.record.path, size, upload)
         except Exception:
-            log.exception("upload progress: the store failed recording a new "
-                          "upload; it is served untracked")
+            self._health.failed("recording a new upload")
             return None
-        if key is None:
+        self._health.answered()
+        if upload.key is None:
             return None
-        upload = TrackedUpload(self._store, key, environ["wsgi.input"], size,
-                               self._owner, self._interval)
         environ["wsgi.input"] = upload.input
         environ[ENVIRON_KEY] = upload
         return upload
@@ -103,11 +130,12 @@ class UploadProgressPolicy:
             self._buffering_seen = True
             log.warning(
                 "upload progress: the server (%s) read the whole request body "
-                "before calling the application, so clients will see 0 %% then "
-                "100 %%. Serve the app with a server that streams request "
-                "bodies (gunicorn with gthread workers, cheroot), and turn off "
-                "request buffering in front of it (nginx: "
-                "proxy_request_buffering off;).", server or "unknown")
+                "before calling the application, so clients will see "
+                "'starting' until the last byte, then 'done'. Serve the app "
+                "with a server that streams request bodies (gunicorn with "
+                "gthread workers, cheroot), and turn off request buffering in "
+                "front of it (nginx: proxy_request_buffering off;).",
+                server or "unknown")
 
 
 def _request_path(environ: dict[str, Any]) -> str:
@@ -119,25 +147,8 @@ def _request_path(environ: dict[str, Any]) -> str:
         return path
 
 
-class _FinishingResponse:
-    """The app's response, ending the upload's record when the server
-    closes its body: the app may still read the upload while it answers."""
-
-    def __init__(self, response: Any, upload: TrackedUpload) -> None:
-        self._response = response
-        self._upload = upload
-
-    def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
-        try:
-            app_iter = self._response(environ, start_response)
-        except BaseException:
-            self._upload.finish(None, failed=True)
-            raise
-        return _ClosingIterable(app_iter, self._upload, self._response.status_int)
-
-
 class _ClosingIterable:
-    """Yields the app's body; on ``close()``, closes it and ends the record."""
+    """The response body; on ``close()``, closes it and ends the record."""
 
     def __init__(self, app_iter: Iterable[bytes], upload: TrackedUpload,
                  status: int) -> None:

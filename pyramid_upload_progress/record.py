@@ -16,7 +16,7 @@ DONE = "done"
 ERROR = "error"
 
 
-@dataclass
+@dataclass(slots=True)
 class UploadRecord:
     """What a store keeps of one upload; never any other request data."""
 
@@ -41,19 +41,20 @@ class UploadRecord:
     owner: str | None = None
     owner_known: bool = False
     """False while the upload is pending: its owner is not yet known."""
+    cancelled: bool = False
+    files: list[dict[str, Any]] | None = None
+    """The file parts of a ``multipart/form-data`` body, else ``None``."""
+    stage: dict[str, Any] | None = None
+    """``{"name": str, "done": int | None, "total": int | None}`` once set."""
 
     @property
     def state(self) -> str:
         """``uploading``, ``done`` or ``error`` (the nginx module's states)."""
         if self.finished is None:
             return UPLOADING
-        if self.failed or self.status is None or self.status >= 400:
+        if self.failed or self.cancelled or self.status is None or self.status >= 400:
             return ERROR
         return DONE
-
-    def visible_to(self, owner: str | None) -> bool:
-        """Whether a poll by this upload's id from ``owner`` may see it."""
-        return not self.owner_known or self.owner is None or self.owner == owner
 
     def expires(self, timeout: float, stall_timeout: float) -> float:
         """When a store forgets this record: ``timeout`` after it finished,
@@ -92,7 +93,7 @@ def render_upload(record: UploadRecord, now: float) -> dict[str, Any]:
     if state == DONE:
         eta = 0.0
     elif state == UPLOADING and record.size is not None and rate:
-        eta = round((record.size - record.received) / rate, 2)
+        eta = round(max(record.size - record.received, 0) / rate, 2)
     return {
         "id": record.id,
         "state": state,
@@ -105,6 +106,9 @@ def render_upload(record: UploadRecord, now: float) -> dict[str, Any]:
         "finished": record.finished,
         "path": record.path,
         "status": record.status,
+        "cancelled": record.cancelled,
+        "files": record.files,
+        "stage": record.stage,
     }
 
 
@@ -113,18 +117,12 @@ def render_starting(upload_id: str) -> dict[str, Any]:
 
     It is the same in all three cases, as the nginx module's answer for an
     upload that has not reached the server yet, so that a poll tells nobody
-    whether another user's id exists.
+    whether another user's id exists. Its fields are the UPLOAD's, with
+    nothing known (``started`` and ``path`` too: nothing true can be said).
     """
-    return {
-        "id": upload_id,
-        "state": STARTING,
-        "received": 0,
-        "size": None,
-        "percent": None,
-        "rate": None,
-        "eta": None,
-        "started": None,
-        "finished": None,
-        "path": None,
-        "status": None,
-    }
+    upload = dict.fromkeys(_FIELDS)
+    upload.update(id=upload_id, state=STARTING, received=0, cancelled=False)
+    return upload
+
+
+_FIELDS = tuple(render_upload(UploadRecord("", None, "", None, 0.0, 0.0), 0.0))

@@ -1,6 +1,14 @@
-"""The ``upload_progress.*`` settings: parsed and validated once, here."""
+"""The ``upload_progress.*`` settings: one table, parsed and validated once.
+
+Each row of :data:`SETTINGS` names a setting, its default and its parser;
+the table drives parsing, the error messages, the write-back into the app's
+settings and the documentation's table. A new setting is one row (and one
+field of :class:`UploadProgressSettings`).
+"""
 from __future__ import annotations
 
+import difflib
+import logging
 import math
 import re
 from collections.abc import Callable, MutableMapping
@@ -8,83 +16,70 @@ from dataclasses import dataclass
 from typing import Any
 
 from pyramid.exceptions import ConfigurationError
+from pyramid.settings import asbool
 
-from .stores.memory import memory_store_factory
+from .owner import Owner, as_text
+
+log = logging.getLogger(__name__)
 
 PREFIX = "upload_progress."
 
-Owner = Callable[[Any], "str | None"]
+Resolve = Callable[[Any], Any]
 StoreFactory = Callable[[MutableMapping[str, Any]], Any]
 """``factory(settings)``: returns an object providing IUploadProgressStore."""
 
+_STORES = {
+    "memory": "pyramid_upload_progress.stores.memory.memory_store_factory",
+    "sqlite": "pyramid_upload_progress.stores.sqlite.sqlite_store_factory",
+    "redis": "pyramid_upload_progress.stores.redis.redis_store_factory",
+}
 _ID_PARAM = re.compile(r"[A-Za-z0-9_\-]{1,64}")
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
 
-def authenticated_userid(request: Any) -> object:
-    """The default owner of an upload: the security policy's principal."""
-    return request.authenticated_userid
-
-
-def _owner_as_text(owner: Callable[[Any], object]) -> Owner:
-    """``owner`` with its answer as a string: stores key uploads by it, and a
-    security policy may well return an int (a database id)."""
-
-    def owner_text(request: Any) -> str | None:
-        value = owner(request)
-        return None if value is None else str(value)
-
-    return owner_text
-
-
-@dataclass(frozen=True)
-class UploadProgressSettings:
-    """The add-on's settings, parsed. See the README for each one."""
-
-    threshold: int = 1048576
-    timeout: float = 300.0
-    stall_timeout: float = 3600.0
-    store_factory: StoreFactory = memory_store_factory
-    redis_url: str = "redis://localhost:6379/0"
-    redis_prefix: str = "upload_progress:"
-    update_interval: float = 0.25
-    max_uploads: int = 10000
-    path: str = "/upload-progress"
-    id_param: str = "X-Progress-ID"
-    permission: str | None = None
-    owner: Owner = _owner_as_text(authenticated_userid)
-
-
 def _bad(name: str, value: Any, expected: str) -> ConfigurationError:
     return ConfigurationError(
-        f"{PREFIX}{name} = {value!r} is not valid: expected {expected}"
-    )
+        f"{PREFIX}{name} = {value!r} is not valid: expected {expected}")
 
 
-def _whole(name: str, value: Any, least: int) -> int:
-    expected = f"a whole number >= {least}"
-    if isinstance(value, bool):
-        raise _bad(name, value, expected)
-    try:
-        number = int(value.strip() if isinstance(value, str) else value)
-    except (TypeError, ValueError):
-        raise _bad(name, value, expected) from None
-    if number < least or (isinstance(value, float) and value != number):
-        raise _bad(name, value, expected)
-    return number
+def _stripped(value: Any) -> Any:
+    return value.strip() if isinstance(value, str) else value
 
 
-def _seconds(name: str, value: Any, *, zero_ok: bool) -> float:
-    expected = "a number of seconds " + (">= 0" if zero_ok else "> 0")
-    if isinstance(value, bool):
-        raise _bad(name, value, expected)
-    try:
-        number = float(value.strip() if isinstance(value, str) else value)
-    except (TypeError, ValueError):
-        raise _bad(name, value, expected) from None
-    if not math.isfinite(number) or number < 0 or (number == 0 and not zero_ok):
-        raise _bad(name, value, expected)
-    return number
+def _number(convert: Callable[[Any], Any], least: float, expected: str) -> Callable[..., Any]:
+    """A parser of numbers ``>= least`` (``> 0`` when ``least`` is None)."""
+
+    def parse(name: str, value: Any, resolve: Resolve) -> Any:
+        if isinstance(value, bool):
+            raise _bad(name, value, expected)
+        try:
+            number = convert(_stripped(value))
+        except (TypeError, ValueError):
+            raise _bad(name, value, expected) from None
+        if (not math.isfinite(number) or number < least
+                or (isinstance(value, float) and value != number)):
+            raise _bad(name, value, expected)
+        return number
+
+    return parse
+
+
+def _whole(least: int) -> Callable[..., int]:
+    return _number(int, least, f"a whole number >= {least}")
+
+
+def _seconds(least: float) -> Callable[..., float]:
+    parse = _number(float, least, f"a number of seconds >= {least:g}")
+    if least:
+        return parse
+
+    def positive(name: str, value: Any, resolve: Resolve) -> float:
+        seconds = parse(name, value, resolve)
+        if seconds == 0:
+            raise _bad(name, value, "a number of seconds > 0")
+        return seconds
+
+    return positive
 
 
 def _text(name: str, value: Any) -> str:
@@ -93,37 +88,49 @@ def _text(name: str, value: Any) -> str:
     return value.strip()
 
 
-def _path(value: Any) -> str:
-    path = _text("path", value)
-    if not path.startswith("/") or any(c in path for c in "?# \t"):
-        raise _bad("path", value, "a URL path starting with / (no query)")
-    return path
-
-
-def _id_param(value: Any) -> str:
-    param = _text("id_param", value)
-    if not _ID_PARAM.fullmatch(param):
-        raise _bad("id_param", value, "a header name of A-Z a-z 0-9 - _")
-    return param
-
-
-def _redis_url(value: Any) -> str:
-    url = _text("redis.url", value)
-    if not url.startswith(_REDIS_SCHEMES):
-        raise _bad("redis.url", value, "a redis://, rediss:// or unix:// URL")
-    return url
-
-
-def _non_empty(name: str, value: Any) -> str:
+def _non_empty(name: str, value: Any, resolve: Resolve) -> str:
     text = _text(name, value)
     if not text:
         raise _bad(name, value, "a non-empty string")
     return text
 
 
-def _dotted(name: str, value: Any, resolve: Callable[[Any], Any]) -> Any:
+def _path(name: str, value: Any, resolve: Resolve) -> str:
+    path = _text(name, value)
+    if not path.startswith("/") or any(c in path for c in "?# \t"):
+        raise _bad(name, value, "a URL path starting with / (no query)")
+    return path
+
+
+def _id_param(name: str, value: Any, resolve: Resolve) -> str:
+    param = _text(name, value)
+    if not _ID_PARAM.fullmatch(param):
+        raise _bad(name, value, "a header name of A-Z a-z 0-9 - _")
+    return param
+
+
+def _redis_url(name: str, value: Any, resolve: Resolve) -> str:
+    url = _text(name, value)
+    if not url.startswith(_REDIS_SCHEMES):
+        raise _bad(name, value, "a redis://, rediss:// or unix:// URL")
+    return url
+
+
+def _boolean(name: str, value: Any, resolve: Resolve) -> bool:
+    text = _stripped(value)
+    if isinstance(text, str) and text.lower() not in (
+            "true", "yes", "on", "y", "t", "1", "false", "no", "off", "n", "f", "0"):
+        raise _bad(name, value, "true or false")
+    return asbool(text)
+
+
+def _permission(name: str, value: Any, resolve: Resolve) -> str | None:
+    return _text(name, value) or None
+
+
+def _dotted(name: str, value: Any, resolve: Resolve) -> Callable[..., Any]:
     try:
-        found = resolve(value.strip() if isinstance(value, str) else value)
+        found = resolve(_stripped(value))
     except (ImportError, AttributeError, ValueError) as exc:
         raise _bad(name, value, f"an importable dotted name ({exc})") from None
     if not callable(found):
@@ -131,65 +138,128 @@ def _dotted(name: str, value: Any, resolve: Callable[[Any], Any]) -> Any:
     return found
 
 
-def parse_settings(
-    settings: MutableMapping[str, Any],
-    resolve: Callable[[Any], Any],
-) -> UploadProgressSettings:
+def _store(name: str, value: Any, resolve: Resolve) -> StoreFactory:
+    store = _non_empty(name, value, resolve)
+    if store not in _STORES:
+        return _dotted(name, store, resolve)
+    try:
+        return resolve(_STORES[store])
+    except ImportError as exc:
+        raise _bad(name, value, f"a store whose library is installed ({exc}; "
+                   f"pip install 'pyramid_upload_progress[{store}]')") from None
+
+
+def _owner(name: str, value: Any, resolve: Resolve) -> Owner:
+    return as_text(_dotted(name, value, resolve))
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One row of the table: ``upload_progress.<name>``."""
+
+    name: str
+    default: Any
+    parse: Callable[[str, Any, Resolve], Any]
+    write_back: bool = True
+    """Whether the parsed value is written back into the app's settings
+    (not for values that are objects rather than data)."""
+
+    @property
+    def field(self) -> str:
+        return self.name.replace(".", "_")
+
+
+SETTINGS = (
+    Setting("threshold", 1048576, _whole(0)),
+    Setting("timeout", 300.0, _seconds(0)),
+    Setting("stall_timeout", 3600.0, _seconds(0)),
+    Setting("store", "memory", _store, write_back=False),
+    Setting("sqlite.path", None, _non_empty),
+    Setting("redis.url", "redis://localhost:6379/0", _redis_url),
+    Setting("redis.prefix", "upload_progress:", _non_empty),
+    Setting("redis.socket_timeout", 0.5, _seconds(0)),
+    Setting("update_interval", 0.25, _number(float, 0, "a number of seconds >= 0")),
+    Setting("max_uploads", 10000, _whole(1)),
+    Setting("path", "/upload-progress", _path),
+    Setting("id_param", "X-Progress-ID", _id_param),
+    Setting("permission", None, _permission),
+    Setting("owner", "pyramid_upload_progress.owner.authenticated_userid",
+            _owner, write_back=False),
+    Setting("client", True, _boolean),
+)
+"""Every setting. A ``default`` is parsed as a value from the .ini would be;
+``None``: unset."""
+
+INCLUDE_TIME = ("path", "client")
+"""Settings that place routes: read when ``config.include`` is called, so the
+report route takes its place in the app's route order."""
+
+_BY_NAME = {setting.name: setting for setting in SETTINGS}
+
+
+@dataclass(frozen=True)
+class UploadProgressSettings:
+    """The add-on's settings, parsed: one field per row of :data:`SETTINGS`
+    (its name with dots as underscores). Made by :func:`parse_settings`."""
+
+    threshold: int
+    timeout: float
+    stall_timeout: float
+    store: StoreFactory
+    sqlite_path: str | None
+    redis_url: str
+    redis_prefix: str
+    redis_socket_timeout: float
+    update_interval: float
+    max_uploads: int
+    path: str
+    id_param: str
+    permission: str | None
+    owner: Owner
+    client: bool
+
+
+def parse_setting(settings: MutableMapping[str, Any], name: str,
+                  resolve: Resolve) -> Any:
+    """One setting, parsed (its default when it is not set)."""
+    setting = _BY_NAME[name]
+    value = settings.get(PREFIX + name, setting.default)
+    return None if value is None else setting.parse(name, value, resolve)
+
+
+def parse_settings(settings: MutableMapping[str, Any], resolve: Resolve,
+                   **fixed: Any) -> UploadProgressSettings:
     """Read every ``upload_progress.*`` setting; raise on a bad one.
 
-    ``resolve`` turns a dotted name into an object (``config.maybe_dotted``).
-    A bad value raises :class:`pyramid.exceptions.ConfigurationError` naming
-    the setting and the value, so that a typo stops the app at start-up and
-    never surfaces at request time. The parsed values are written back into
-    ``settings``, so that a store factory reads them typed and defaulted.
+    ``resolve`` turns a dotted name into an object (``config.maybe_dotted``);
+    ``fixed`` gives values already read (:data:`INCLUDE_TIME`). A bad value
+    raises :class:`pyramid.exceptions.ConfigurationError` naming the setting
+    and the value, so that a typo stops the app at start-up and never
+    surfaces at request time; an unknown ``upload_progress.*`` key logs a
+    warning naming the closest known one. The parsed values are written back
+    into ``settings``, so that a store factory reads them typed and
+    defaulted.
     """
-    defaults = UploadProgressSettings()
+    _warn_unknown(settings)
+    values = {setting.field: fixed[setting.name] if setting.name in fixed
+              else parse_setting(settings, setting.name, resolve)
+              for setting in SETTINGS}
+    if (settings.get(PREFIX + "store") or "").strip() == "sqlite" \
+            and values["sqlite_path"] is None:
+        raise ConfigurationError(
+            f"{PREFIX}sqlite.path is required with {PREFIX}store = sqlite: "
+            "the SQLite file shared by the worker processes")
+    for setting in SETTINGS:
+        if setting.write_back:
+            settings[PREFIX + setting.name] = values[setting.field]
+    return UploadProgressSettings(**values)
 
-    def read(name: str, parse: Callable[[Any], Any], default: Any) -> Any:
-        value = settings.get(PREFIX + name)
-        return default if value is None else parse(value)
 
-    store = read("store", lambda v: _non_empty("store", v), "memory")
-    if store == "memory":
-        store_factory = defaults.store_factory
-    elif store == "redis":
-        raise _bad("store", store, "memory or a dotted name: the Redis store "
-                   "is not part of this release yet")
-    else:
-        store_factory = _dotted("store", store, resolve)
+def _warn_unknown(settings: MutableMapping[str, Any]) -> None:
+    for key in settings:
+        if not key.startswith(PREFIX) or key[len(PREFIX):] in _BY_NAME:
+            continue
+        close = difflib.get_close_matches(key[len(PREFIX):], _BY_NAME, n=1)
+        log.warning("upload progress: unknown setting %s%s", key,
+                    f" (did you mean {PREFIX}{close[0]}?)" if close else "")
 
-    parsed = UploadProgressSettings(
-        threshold=read("threshold", lambda v: _whole("threshold", v, 0),
-                       defaults.threshold),
-        timeout=read("timeout", lambda v: _seconds("timeout", v, zero_ok=False),
-                     defaults.timeout),
-        stall_timeout=read(
-            "stall_timeout",
-            lambda v: _seconds("stall_timeout", v, zero_ok=False),
-            defaults.stall_timeout,
-        ),
-        store_factory=store_factory,
-        redis_url=read("redis.url", _redis_url, defaults.redis_url),
-        redis_prefix=read("redis.prefix",
-                          lambda v: _non_empty("redis.prefix", v),
-                          defaults.redis_prefix),
-        update_interval=read(
-            "update_interval",
-            lambda v: _seconds("update_interval", v, zero_ok=True),
-            defaults.update_interval,
-        ),
-        max_uploads=read("max_uploads", lambda v: _whole("max_uploads", v, 1),
-                         defaults.max_uploads),
-        path=read("path", _path, defaults.path),
-        id_param=read("id_param", _id_param, defaults.id_param),
-        permission=read("permission", lambda v: _text("permission", v) or None,
-                        defaults.permission),
-        owner=read("owner",
-                   lambda v: _owner_as_text(_dotted("owner", v, resolve)),
-                   defaults.owner),
-    )
-    for name in ("threshold", "timeout", "stall_timeout", "update_interval", "max_uploads", "path", "id_param"):
-        settings[PREFIX + name] = getattr(parsed, name)
-    settings[PREFIX + "redis.url"] = parsed.redis_url
-    settings[PREFIX + "redis.prefix"] = parsed.redis_prefix
-    return parsed

@@ -4,113 +4,200 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
+Observer = Callable[[bytes], None]
+
+
+class UploadCancelled(Exception):
+    """Raised by a read of a tracked upload's body once the upload has been
+    cancelled (``DELETE`` on the report view). The add-on answers it with
+    409 JSON ``{"error": "upload cancelled"}`` unless the app has its own
+    exception view for it."""
+
 
 class CountingInput:
     """A WSGI input that counts the bytes the application reads through it.
 
-    It never reads ahead and never buffers: each call is passed on to the
-    server's input as it comes, asking for no more than the caller asked for
-    and never past ``size`` (the Content-Length, ``None`` for a chunked
-    body). ``received`` is the furthest position read to, so that an input
-    that is rewound and read again (a seekable one, as ``Request.blank``
-    makes) is counted once. ``on_progress(received)`` is called each time
-    ``received`` grows.
+    Made by :func:`counting_input`, which gives it exactly the methods of the
+    server's input it wraps (no ``seek`` where the server's input has none:
+    libraries such as boto3 decide by ``hasattr``), each answering as the
+    server's input would. It never reads ahead and never buffers: each call
+    is passed on as it comes, a size capped to what is left of the body
+    (``size``, the Content-Length; ``None`` for a chunked body), which
+    changes no answer of a server's input.
 
-    ``disconnected`` becomes true when the body ended before ``size`` bytes
-    (a read came back short, as WebOb's ``LimitedLengthFile`` also judges)
-    or the server's input raised: the client went away mid-upload.
+    ``received`` is the furthest position read to, so that an input that is
+    rewound and read again (a seekable one, as ``Request.blank`` makes) is
+    counted once; ``observe(new_bytes)``, if given, sees each byte once, as
+    it is first read. ``ended`` becomes true once a read found the end of
+    the body. ``disconnected`` becomes true when the body ended before
+    ``size`` bytes (a read came back short, as WebOb's ``LimitedLengthFile``
+    also judges) or the server's input raised: the client went away.
+    ``cancelled``, once set, makes the next read raise
+    :class:`UploadCancelled` (and ``cancel_raised`` true).
     """
 
-    __slots__ = ("_raw", "_size", "_pos", "_on_progress", "received", "disconnected")
+    __slots__ = ("_raw", "_size", "_pos", "received", "ended", "disconnected",
+                 "cancelled", "cancel_raised", "observe")
 
     def __init__(self, raw: Any, size: int | None,
-                 on_progress: Callable[[int], None]) -> None:
+                 observe: Observer | None = None) -> None:
         self._raw = raw
         self._size = size
         self._pos = 0
-        self._on_progress = on_progress
         self.received = 0
+        self.ended = False
         self.disconnected = False
+        self.cancelled = False
+        self.cancel_raised = False
+        self.observe = observe
 
-    def _limit(self, size: int | None) -> int | None:
-        """``size`` capped to what is left of the body; None: no limit."""
+    def _refuse(self) -> UploadCancelled:
+        self.cancel_raised = True
+        return UploadCancelled("upload cancelled")
+
+    def _counted(self, data: bytes, asked: int | None) -> bytes:
+        """Count what a read brought; ``asked``: the size it asked for."""
+        n = len(data)
+        if not n:
+            if asked != 0:
+                self.ended = True
+                if self._size is not None and self._pos < self._size:
+                    self.disconnected = True
+            return data
+        pos = self._pos = self._pos + n
+        if pos > self.received:
+            new = pos - self.received
+            self.received = pos
+            if self.observe is not None:
+                self.observe(data if new == n else data[n - new:])
+            if pos == self._size:
+                self.ended = True
+        return data
+
+    def _left(self, size: int | None) -> int | None:
+        """``size`` capped to what is left of the body; None: as asked."""
         if self._size is None:
-            return size if size is not None and size >= 0 else None
-        left = max(self._size - self._pos, 0)
-        if size is None or size < 0 or size > left:
-            return left
-        return size
-
-    def _advance(self, data: bytes) -> None:
-        if not data:
-            return
-        self._pos += len(data)
-        if self._pos > self.received:
-            self.received = self._pos
-            self._on_progress(self._pos)
+            return size
+        left = self._size - self._pos
+        if left < 0:
+            return 0
+        return left if size is None or size < 0 or size > left else size
 
     def read(self, size: int | None = -1) -> bytes:
         """Read up to ``size`` bytes (all that is left if -1 or None)."""
-        limit = self._limit(size)
-        if limit == 0:
+        if self.cancelled:
+            raise self._refuse()
+        asked = self._left(size)
+        if asked == 0 and size != 0:
+            self.ended = True
             return b""
         try:
-            data = self._raw.read() if limit is None else self._raw.read(limit)
+            data = self._raw.read(asked)
         except Exception:
             self.disconnected = True
             raise
-        if limit is not None and self._size is not None and len(data) < limit:
+        if asked is not None and asked > len(data) and self._size is not None:
             self.disconnected = True
-        self._advance(data)
-        return data
+        return self._counted(data, asked)
 
-    def readline(self, size: int | None = -1) -> bytes:
+
+class _Methods:
+    """The optional methods of a WSGI input, as :class:`CountingInput`
+    answers them; :func:`counting_input` takes those the server's has."""
+
+    def readline(self: Any, *size: int | None) -> bytes:
         """Read one line, of at most ``size`` bytes if given."""
-        limit = self._limit(size)
-        if limit == 0:
-            return b""
+        if self.cancelled:
+            raise self._refuse()
+        if size:
+            asked = self._left(size[0])
+            if asked == 0 and size[0] != 0:
+                self.ended = True
+                return b""
+            size = (asked,)
         try:
-            data = self._raw.readline() if limit is None else self._raw.readline(limit)
+            data = self._raw.readline(*size)
         except Exception:
             self.disconnected = True
             raise
-        if (limit is not None and self._size is not None and len(data) < limit
-                and not data.endswith(b"\n")):
+        if self._size is not None and not data.endswith(b"\n") \
+                and self._pos + len(data) < self._size \
+                and (not size or size[0] is None or len(data) < size[0]):
             self.disconnected = True
-        self._advance(data)
-        return data
+        return self._counted(data, size[0] if size else None)
 
-    def readlines(self, hint: int | None = -1) -> list[bytes]:
-        """Read lines until the end, or until ``hint`` bytes have been read."""
-        lines = []
-        total = 0
-        while hint is None or hint <= 0 or total < hint:
-            line = self.readline()
-            if not line:
-                break
-            lines.append(line)
-            total += len(line)
+    def readlines(self: Any, *hint: int | None) -> list[bytes]:
+        """The server's ``readlines``, hint included, counted."""
+        if self.cancelled:
+            raise self._refuse()
+        try:
+            lines = self._raw.readlines(*hint)
+        except Exception:
+            self.disconnected = True
+            raise
+        if self._size is not None:
+            lines = _cap(lines, self._size - self._pos)
+        for line in lines:
+            self._counted(line, None)
+        if not lines:
+            self._counted(b"", None)
         return lines
 
-    def __iter__(self) -> Iterator[bytes]:
+    def __iter__(self: Any) -> Iterator[bytes]:
         return self
 
-    def __next__(self) -> bytes:
+    def __next__(self: Any) -> bytes:
         line = self.readline()
         if not line:
             raise StopIteration
         return line
 
-    def seek(self, offset: int, whence: int = 0) -> int:
-        """Move in a seekable input; raises as the server's input does if not."""
+    def seek(self: Any, offset: int, whence: int = 0) -> int:
+        """Move in a seekable input: bytes read again are not counted again."""
         self._raw.seek(offset, whence)
         self._pos = self._raw.tell()
+        self.ended = False
         return self._pos
 
-    def tell(self) -> int:
+    def tell(self: Any) -> int:
         return self._pos
 
-    def close(self) -> None:
-        close = getattr(self._raw, "close", None)
-        if close is not None:
-            close()
+    def close(self: Any) -> None:
+        self._raw.close()
+
+
+def _cap(lines: list[bytes], left: int) -> list[bytes]:
+    """``lines`` cut at ``left`` bytes (an input that does not stop at the
+    Content-Length by itself)."""
+    total = sum(map(len, lines))
+    if total <= left:
+        return lines
+    kept = []
+    for line in lines:
+        if left <= 0:
+            break
+        kept.append(line[:left])
+        left -= len(line)
+    return kept
+
+
+_OPTIONAL = ("readline", "readlines", "__iter__", "seek", "tell", "close")
+_classes: dict[type, type[CountingInput]] = {}
+
+
+def _class_for(raw_type: type) -> type[CountingInput]:
+    names = [name for name in _OPTIONAL if hasattr(raw_type, name)]
+    if "__iter__" in names:
+        names.append("__next__")
+    namespace = {name: _Methods.__dict__[name] for name in names}
+    namespace["__slots__"] = ()
+    cls = type(f"CountingInput[{raw_type.__name__}]", (CountingInput,), namespace)
+    _classes[raw_type] = cls
+    return cls
+
+
+def counting_input(raw: Any, size: int | None,
+                   observe: Observer | None = None) -> CountingInput:
+    """A :class:`CountingInput` around ``raw`` with exactly its methods."""
+    cls = _classes.get(type(raw)) or _class_for(type(raw))
+    return cls(raw, size, observe)

@@ -1,4 +1,4 @@
-"""The JSON report view: per owner, and per upload id."""
+"""The JSON report view: per owner and per upload id; cancel by id."""
 from __future__ import annotations
 
 import json
@@ -12,62 +12,97 @@ from . import ids
 from .interfaces import IUploadProgressStore
 from .record import render_starting, render_upload
 from .settings import UploadProgressSettings
+from .tracking import StoreHealth
 
 log = logging.getLogger(__name__)
 
+ALLOW = "GET, HEAD, DELETE"
 
-def json_response(body: object, status: int = 200) -> Response:
+
+def json_response(body: object, status: int = 200, **headers: str) -> Response:
     """A JSON answer that no cache may keep: progress changes every moment."""
-    return Response(
+    response = Response(
         body=json.dumps(body, separators=(",", ":")).encode("utf-8"),
         status=status,
         content_type="application/json",
         charset=None,
         cache_control="no-store",
     )
+    response.headers.update(headers)
+    return response
+
+
+def cancelled_response() -> Response:
+    """409: the answer to an upload that was cancelled while it arrived."""
+    return json_response({"error": "upload cancelled"}, 409)
 
 
 class UploadProgressView:
-    """``GET upload_progress.path``: the requester's uploads, or one by id.
+    """The report view at ``upload_progress.path``.
 
-    Without an id: ``{"uploads": [...]}``, the requesting owner's uploads,
-    newest first (none for a request without an owner). With an id (query
-    parameter or header): that upload, or a ``starting`` answer when it is
-    unknown, expired or someone else's. 400 for a bad id, 503 when the store
-    fails.
+    ``GET``/``HEAD`` without an id: ``{"uploads": [...]}``, the requesting
+    owner's uploads, newest first (none for a request without an owner).
+    With an id (query parameter or header): that upload, or a ``starting``
+    answer when it is unknown, expired or someone else's. ``DELETE`` with an
+    id cancels that upload while it is still receiving its body (200 with
+    the UPLOAD), else 404. Every answer is JSON: 400 for a bad or missing
+    id, 500 when the owner lookup raises (logged), 503 when the store fails.
     """
 
-    def __init__(self, settings: UploadProgressSettings) -> None:
+    def __init__(self, settings: UploadProgressSettings, health: StoreHealth) -> None:
         self._id_param = settings.id_param
         self._id_header = ids.header_key(settings.id_param)
         self._owner = settings.owner
+        self._health = health
 
     def __call__(self, request: Any) -> Response:
         try:
             upload_id = ids.upload_id(request.environ, self._id_param, self._id_header)
         except ids.BadUploadId as exc:
             return json_response({"error": str(exc)}, 400)
-        owner = self._owner(request)
+        cancel = request.method == "DELETE"
+        if cancel and upload_id is None:
+            return json_response({"error": f"{self._id_param} is required"}, 400)
+        try:
+            owner = self._owner(request)
+        except Exception:
+            log.exception("upload progress: looking up the owner of a report "
+                          "request failed")
+            return json_response({"error": "the owner lookup failed"}, 500)
         store = request.registry.getUtility(IUploadProgressStore)
         try:
-            if upload_id is not None:
+            if cancel:
+                record = store.cancel(upload_id, owner)
+            elif upload_id is not None:
                 record = store.get(upload_id, owner)
-            elif owner is not None:
-                records = store.list(owner)
             else:
-                records = []
+                records = store.list(owner) if owner is not None else []
         except Exception:
-            log.exception("upload progress: the store failed answering a report")
+            self._health.failed("answering a report")
             return json_response(
                 {"error": "the upload progress store cannot be reached"}, 503)
+        self._health.answered()
         now = time.time()
         if upload_id is None:
             return json_response({"uploads": [render_upload(r, now) for r in records]})
-        if record is None:
-            return json_response(render_starting(upload_id))
-        return json_response(render_upload(record, now))
+        if record is not None:
+            return json_response(render_upload(record, now))
+        if cancel:
+            return json_response({"error": "no upload in progress with this id"}, 404)
+        return json_response(render_starting(upload_id))
+
+
+def method_not_allowed(request: Any) -> Response:
+    """405 in JSON, for a method the report view does not answer."""
+    return json_response({"error": f"method {request.method} not allowed"},
+                         405, Allow=ALLOW)
 
 
 def forbidden_view(request: Any) -> Response:
-    """403 in JSON, for a report request without ``upload_progress.permission``."""
+    """403 in JSON, for a report request without the view's permission."""
     return json_response({"error": "forbidden"}, 403)
+
+
+def upload_cancelled_view(request: Any) -> Response:
+    """The add-on's exception view for ``UploadCancelled``."""
+    return cancelled_response()

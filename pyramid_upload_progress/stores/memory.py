@@ -1,11 +1,11 @@
 """The in-process store: the default, for an app served by one process."""
 from __future__ import annotations
 
-import heapq
 import logging
 import os
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -21,11 +21,19 @@ log = logging.getLogger(__name__)
 class MemoryUploadProgressStore:
     """Upload records in a dict, shared by the threads of one process.
 
-    Expiry needs no background thread: a heap orders records by when they
-    may expire, and each :meth:`start` forgets those whose time has come,
-    so the cost is paid by the expired records alone. Reads never return an
-    expired record, purged or not. Progress updates take no lock: they only
-    set two attributes of a record.
+    It is written nothing while an upload's body arrives: it reads the
+    upload's live ``progress`` (see :meth:`IUploadProgressStore.start`) when
+    it is asked, so it shows every read at once and costs nothing per read.
+    A record's ``updated`` (for ``stall_timeout``) is the time a change was
+    last seen, never earlier than the last byte really came.
+
+    Memory is O(``max_uploads``): when full, the oldest finished record is
+    forgotten to make room; only when every record is still in progress is
+    a new upload declined (served untracked, with one warning). Expiry
+    needs no background thread: finished records are kept in the order
+    they finished, so each :meth:`start` forgets those whose time has come
+    from the front, and looks at the oldest unfinished ones for stalls.
+    Reads never return an expired record, purged or not.
 
     ``clock`` gives epoch seconds; tests pass their own.
     """
@@ -46,15 +54,18 @@ class MemoryUploadProgressStore:
         self._clock = clock
         self._lock = threading.Lock()
         self._records: dict[str, UploadRecord] = {}
+        self._live: dict[str, Any] = {}
         self._by_id: dict[str, list[str]] = {}
         self._by_owner: dict[str, dict[str, None]] = {}
-        self._expiry: list[tuple[float, str]] = []
+        self._finished: OrderedDict[str, None] = OrderedDict()
+        self._unfinished: OrderedDict[str, None] = OrderedDict()
         self._full = False
 
     def __len__(self) -> int:
         return len(self._records)
 
-    def start(self, upload_id: str | None, path: str, size: int | None) -> str | None:
+    def start(self, upload_id: str | None, path: str, size: int | None,
+              progress: Any) -> str | None:
         now = self._clock()
         key = os.urandom(9).hex()
         record = UploadRecord(key=key, id=upload_id, path=path, size=size,
@@ -62,26 +73,34 @@ class MemoryUploadProgressStore:
         with self._lock:
             self._purge(now)
             if len(self._records) >= self.max_uploads:
-                if not self._full:
-                    self._full = True
-                    log.warning(
-                        "upload progress: the memory store holds its maximum "
-                        "of %d uploads (upload_progress.max_uploads); new "
-                        "uploads are served untracked until some expire",
-                        self.max_uploads)
-                return None
+                if not self._finished:
+                    if not self._full:
+                        self._full = True
+                        log.warning(
+                            "upload progress: the memory store holds its "
+                            "maximum of %d uploads in progress "
+                            "(upload_progress.max_uploads); new uploads are "
+                            "served untracked until some end",
+                            self.max_uploads)
+                    return None
+                self._forget(next(iter(self._finished)))
             self._full = False
             self._records[key] = record
+            self._live[key] = progress
+            self._unfinished[key] = None
             if upload_id is not None:
                 self._by_id.setdefault(upload_id, []).append(key)
-            heapq.heappush(self._expiry, (record.expires(self.timeout, self.stall_timeout), key))
         return key
 
-    def update(self, key: str, received: int) -> None:
-        record = self._records.get(key)
-        if record is not None:
+    def update(self, key: str, received: int, files: list[dict[str, Any]] | None) -> bool:
+        with self._lock:
+            record = self._records.get(key)
+            if record is None:
+                return False
             record.received = received
+            record.files = files
             record.updated = self._clock()
+            return record.cancelled
 
     def set_owner(self, key: str, owner: str | None) -> None:
         with self._lock:
@@ -100,18 +119,29 @@ class MemoryUploadProgressStore:
                             and old.finished is not None:
                         self._forget(other)
 
-    def finish(self, key: str, received: int, status: int | None, failed: bool) -> None:
+    def stage(self, key: str, name: str, done: int | None, total: int | None) -> None:
+        with self._lock:
+            record = self._records.get(key)
+            if record is not None:
+                record.stage = {"name": name, "done": done, "total": total}
+
+    def finish(self, key: str, received: int, files: list[dict[str, Any]] | None,
+               status: int | None, failed: bool, cancelled: bool) -> None:
         now = self._clock()
         with self._lock:
             record = self._records.get(key)
             if record is None:
                 return
             record.received = received
+            record.files = files
             record.updated = now
             record.status = status
             record.failed = failed
+            record.cancelled = cancelled
             record.finished = now
-            heapq.heappush(self._expiry, (now + self.timeout, key))
+            del self._live[key]
+            del self._unfinished[key]
+            self._finished[key] = None
 
     def discard(self, key: str) -> None:
         with self._lock:
@@ -121,45 +151,82 @@ class MemoryUploadProgressStore:
     def get(self, upload_id: str, owner: str | None) -> UploadRecord | None:
         now = self._clock()
         with self._lock:
-            for key in reversed(self._by_id.get(upload_id, ())):
-                record = self._records[key]
-                if record.visible_to(owner) and self._alive(record, now):
-                    return record.as_of(now, self.stall_timeout)
-        return None
+            record = self._find(upload_id, owner, now)
+            return None if record is None else self._as_of(record, now)
+
+    def cancel(self, upload_id: str, owner: str | None) -> UploadRecord | None:
+        now = self._clock()
+        with self._lock:
+            record = self._find(upload_id, owner, now)
+            if record is None or record.finished is not None:
+                return None
+            progress = self._live[record.key]
+            if not progress.receiving:
+                return None
+            progress.cancel()
+            record.cancelled = True
+            return self._as_of(record, now)
 
     def list(self, owner: str) -> list[UploadRecord]:
         now = self._clock()
         with self._lock:
-            # Owners become known out of start order (a large upload behind
-            # pyramid_retry gets its owner last); the sort is stable, so the
-            # reversal puts ties in the newest-known-first order.
-            records = [self._records[key]
-                       for key in reversed(self._by_owner.get(owner, {}))]
-            records.sort(key=lambda record: record.started, reverse=True)
-            return [record.as_of(now, self.stall_timeout)
-                    for record in records if self._alive(record, now)]
+            records = [self._records[key] for key in self._by_owner.get(owner, ())]
+            return sorted((self._as_of(record, now) for record in records
+                           if self._alive(record, now)),
+                          key=lambda record: record.started, reverse=True)
+
+    def _find(self, upload_id: str, owner: str | None, now: float) -> UploadRecord | None:
+        """The record a poll for ``upload_id`` by ``owner`` answers: the
+        newest of the owner's own, else the newest pending or ownerless."""
+        fallback = None
+        for key in reversed(self._by_id.get(upload_id, ())):
+            record = self._records[key]
+            if not self._alive(record, now):
+                continue
+            if record.owner_known and record.owner is not None:
+                if record.owner == owner:
+                    return record
+            elif fallback is None:
+                fallback = record
+        return fallback
 
     def _alive(self, record: UploadRecord, now: float) -> bool:
+        """Whether ``record`` is still kept; brings its progress up to date."""
+        progress = self._live.get(record.key)
+        if progress is not None and progress.received != record.received:
+            record.received = progress.received
+            record.updated = now
         return now < record.expires(self.timeout, self.stall_timeout)
+
+    def _as_of(self, record: UploadRecord, now: float) -> UploadRecord:
+        progress = self._live.get(record.key)
+        if progress is not None:
+            record.files = progress.files
+        return record.as_of(now, self.stall_timeout)
 
     def _purge(self, now: float) -> None:
         """Forget the records whose time has come; the lock is held."""
-        expiry = self._expiry
-        while expiry and expiry[0][0] <= now:
-            _, key = heapq.heappop(expiry)
-            record = self._records.get(key)
-            if record is None:
-                continue
-            due = record.expires(self.timeout, self.stall_timeout)
-            if due <= now:
+        finished = self._finished
+        while finished:
+            key = next(iter(finished))
+            if self._alive(self._records[key], now):
+                break
+            self._forget(key)
+        for _ in range(2):
+            if not self._unfinished:
+                break
+            key = next(iter(self._unfinished))
+            if self._alive(self._records[key], now):
+                self._unfinished.move_to_end(key)
+            else:
                 self._forget(key)
-            elif record.finished is None:
-                # It received bytes since it was scheduled: look again later.
-                heapq.heappush(expiry, (due, key))
 
     def _forget(self, key: str) -> None:
         """Drop a record and its index entries; the lock is held."""
         record = self._records.pop(key)
+        self._live.pop(key, None)
+        self._finished.pop(key, None)
+        self._unfinished.pop(key, None)
         if record.id is not None:
             keys = self._by_id[record.id]
             keys.remove(key)
@@ -173,10 +240,9 @@ class MemoryUploadProgressStore:
 
 
 def memory_store_factory(settings: Mapping[str, Any]) -> MemoryUploadProgressStore:
-    """The factory behind ``upload_progress.store = memory`` (the default).
-
-    ``settings`` are the app's settings, already parsed by the add-on.
-    """
+    """The factory behind ``upload_progress.store = memory`` (the default),
+    for a factory of your own to wrap. ``settings`` are the app's settings,
+    already parsed by the add-on."""
     return MemoryUploadProgressStore(
         timeout=settings["upload_progress.timeout"],
         stall_timeout=settings["upload_progress.stall_timeout"],

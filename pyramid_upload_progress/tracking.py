@@ -1,0 +1,235 @@
+"""One tracked upload, from its first byte to its end, and the store's health."""
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from .events import UploadFinished, UploadStarted
+from .multipart import MultipartScanner
+from .record import UploadRecord
+from .stream import CountingInput, counting_input
+
+log = logging.getLogger(__name__)
+
+ENVIRON_KEY = "pyramid_upload_progress.upload"
+"""Where a tracked request's :class:`TrackedUpload` lives in the environ."""
+
+
+class StoreHealth:
+    """Logs a store's outage once, with a traceback, and its end once; not
+    a traceback per request."""
+
+    def __init__(self) -> None:
+        self.down = False
+
+    def failed(self, doing: str) -> None:
+        """Called from an ``except`` block: the store failed ``doing``."""
+        if not self.down:
+            self.down = True
+            log.warning("upload progress: the store failed %s; uploads are "
+                        "served untracked and reports answer 503 until it "
+                        "answers again", doing, exc_info=True)
+
+    def answered(self) -> None:
+        """A store call succeeded."""
+        if self.down:
+            self.down = False
+            log.warning("upload progress: the store answers again")
+
+
+class TrackedUpload:
+    """The link between one request's counting input and its store record.
+
+    It is also the ``progress`` an unthrottled store reads (``received``,
+    ``files``, ``receiving``, ``cancel()``). A store that fails is never
+    allowed to reach the upload: the upload goes on untracked (the store is
+    dropped for the rest of it). A retried request (pyramid_retry) keeps this
+    one object in its environ, so its bytes are counted once, its owner
+    looked up once, its events sent once and its record ended once.
+    """
+
+    def __init__(self, store: Any, health: StoreHealth, raw_input: Any,
+                 upload_id: str | None, path: str, size: int | None,
+                 boundary: bytes | None, owner: Callable[[Any], str | None],
+                 interval: float | None) -> None:
+        self._store = store
+        self._health = health
+        self._owner = owner
+        self._interval = interval
+        self._next_write = 0.0
+        self._stage: tuple[str, int | None, int | None] | None = None
+        self._stage_written = True
+        self._request: Any = None
+        self._finished = False
+        self.key: str | None = None
+        self.record = UploadRecord(key="", id=upload_id, path=path, size=size,
+                                   started=time.time(), updated=time.time())
+        self._scanner = None if boundary is None else MultipartScanner(boundary)
+        self.input: CountingInput = counting_input(raw_input, size, self._observer())
+
+    def _observer(self) -> Callable[[bytes], None] | None:
+        """What the input calls with new bytes: nothing at all for an
+        unthrottled store and a body that is not multipart."""
+        scanner = self._scanner
+        if self._interval is None:
+            return None if scanner is None else scanner.feed
+        if scanner is None:
+            return self._write_progress
+        feed = scanner.feed
+
+        def scan_and_write(data: bytes) -> None:
+            feed(data)
+            self._write_progress(data)
+
+        return scan_and_write
+
+    # The progress an unthrottled store reads.
+
+    @property
+    def received(self) -> int:
+        return self.input.received
+
+    @property
+    def files(self) -> list[dict[str, Any]] | None:
+        return None if self._scanner is None else self._scanner.files()
+
+    @property
+    def receiving(self) -> bool:
+        return not (self._finished or self.input.ended)
+
+    def cancel(self) -> None:
+        self.input.cancelled = True
+
+    # The request's side.
+
+    def _write_progress(self, data: bytes) -> None:
+        """Called with each read's new bytes; writes at most once per interval."""
+        if time.monotonic() < self._next_write:
+            return
+        store = self._store
+        if store is None:
+            return
+        try:
+            cancelled = store.update(self.key, self.input.received, self.files)
+        except Exception:
+            self._drop_store("recording progress")
+            return
+        if cancelled:
+            self.input.cancelled = True
+        self._next_write = time.monotonic() + self._interval  # type: ignore[operator]
+
+    def resolve_owner(self, request: Any) -> None:
+        """Look up whose upload this is, once, inside the app's handling,
+        and send ``UploadStarted``. An owner lookup that raises leaves the
+        upload untracked, and served."""
+        if self._request is not None or self._store is None:
+            return
+        self._request = request
+        try:
+            owner = self._owner(request)
+        except Exception:
+            log.exception("upload progress: looking up the owner of an upload "
+                          "failed; the upload is served untracked")
+            store, self._store = self._store, None
+            try:
+                store.discard(self.key)
+            except Exception:
+                self._health.failed("discarding an upload")
+            return
+        try:
+            self._store.set_owner(self.key, owner)
+        except Exception:
+            self._drop_store("recording the owner")
+            return
+        self.record.owner = owner
+        self.record.owner_known = True
+        request.registry.notify(UploadStarted(request, self.snapshot()))
+
+    def stage(self, name: str, done: int | None, total: int | None) -> None:
+        """What the app is doing with the upload now: a new name is written
+        at once, the same name again at most once per interval, and the last
+        call always by the end."""
+        if self._store is None or self._finished:
+            return
+        new_name = self._stage is None or self._stage[0] != name
+        self._stage = (name, done, total)
+        self._stage_written = False
+        if new_name or self._interval is None or time.monotonic() >= self._next_write:
+            self._write_stage()
+
+    def _write_stage(self) -> None:
+        self._stage_written = True
+        name, done, total = self._stage  # type: ignore[misc]
+        self.record.stage = {"name": name, "done": done, "total": total}
+        try:
+            self._store.stage(self.key, name, done, total)
+        except Exception:
+            self._drop_store("recording a stage")
+            return
+        if self._interval is not None:
+            self._next_write = time.monotonic() + self._interval
+
+    def finish(self, status: int | None, failed: bool) -> None:
+        """End the record once, with the response status or failed, and send
+        ``UploadFinished`` if ``UploadStarted`` was sent."""
+        if self._finished:
+            return
+        if self._store is not None and not self._stage_written:
+            self._write_stage()
+        self._finished = True
+        stream = self.input
+        record = self.record
+        record.received = stream.received
+        record.files = self.files
+        record.status = status
+        record.failed = failed or stream.disconnected or stream.cancel_raised
+        record.cancelled = stream.cancel_raised
+        record.finished = time.time()
+        store = self._store
+        if store is not None:
+            try:
+                store.finish(self.key, record.received, record.files, status,
+                             record.failed, record.cancelled)
+            except Exception:
+                self._drop_store("recording the end")
+        if record.owner_known and self._request is not None:
+            self._request.registry.notify(UploadFinished(self._request, self.snapshot()))
+
+    def snapshot(self) -> UploadRecord:
+        """The upload as this process knows it, for events."""
+        record = self.record
+        if record.finished is None:
+            record.received = self.input.received
+            record.files = self.files
+        return record.as_of(time.time(), float("inf"))
+
+    def _drop_store(self, doing: str) -> None:
+        self._store = None
+        self._health.failed(doing)
+
+
+class UploadProgress:
+    """``request.upload_progress``: the tracked upload of this request."""
+
+    __slots__ = ("_upload",)
+
+    def __init__(self, upload: TrackedUpload) -> None:
+        self._upload = upload
+
+    def stage(self, name: str, done: int | None = None,
+              total: int | None = None) -> None:
+        """Say what the application is doing with the upload now that its
+        body is in (``stage("virus scan")``, ``stage("thumbnails", 3, 12)``):
+        the UPLOAD's ``stage`` shows the last call. Never raises because of
+        the store; raises ``TypeError`` for a name that is not a string."""
+        if not isinstance(name, str):
+            raise TypeError(f"stage name must be a string, not {name!r}")
+        self._upload.stage(name, done, total)
+
+
+def upload_progress(request: Any) -> UploadProgress | None:
+    """The ``request.upload_progress`` property: None when not tracked."""
+    upload = request.environ.get(ENVIRON_KEY)
+    return None if upload is None else UploadProgress(upload)
