@@ -1,6 +1,7 @@
 """Whose upload a request is: the default owner, and the tween that asks."""
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -15,6 +16,7 @@ def authenticated_userid(request: Any) -> object:
     return request.authenticated_userid
 
 
+@functools.cache
 def as_text(owner: Callable[[Any], object]) -> Owner:
     """``owner`` with its answer as a string: stores key uploads by it, and a
     security policy may well return an int (a database id)."""

@@ -145,8 +145,8 @@ def _store(name: str, value: Any, resolve: Resolve) -> StoreFactory:
     try:
         return resolve(_STORES[store])
     except ImportError as exc:
-        raise _bad(name, value, f"a store whose library is installed ({exc}; "
-                   f"pip install 'pyramid_upload_progress[{store}]')") from None
+        hint = "; pip install 'pyramid_upload_progress[redis]'" if store == "redis" else ""
+        raise _bad(name, value, f"a store whose library is installed ({exc}{hint})") from None
 
 
 def _owner(name: str, value: Any, resolve: Resolve) -> Owner:

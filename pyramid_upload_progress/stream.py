@@ -88,8 +88,9 @@ class CountingInput:
         if self.cancelled:
             raise self._refuse()
         asked = self._left(size)
-        if asked == 0 and size != 0:
-            self.ended = True
+        if asked == 0:
+            if size != 0:
+                self.ended = True
             return b""
         try:
             data = self._raw.read(asked)
@@ -106,30 +107,34 @@ class _Methods:
     answers them; :func:`counting_input` takes those the server's has."""
 
     def readline(self: Any, *size: int | None) -> bytes:
-        """Read one line, of at most ``size`` bytes if given."""
+        """Read one line, of at most ``size`` bytes if given (the server's
+        ``readline`` is asked with a size only when the caller gave one)."""
         if self.cancelled:
             raise self._refuse()
-        if size:
-            asked = self._left(size[0])
-            if asked == 0 and size[0] != 0:
+        asked = self._left(size[0] if size else None)
+        if asked == 0:
+            if not size or size[0] != 0:
                 self.ended = True
-                return b""
-            size = (asked,)
+            return b""
         try:
-            data = self._raw.readline(*size)
+            data = self._raw.readline(asked) if size else self._raw.readline()
         except Exception:
             self.disconnected = True
             raise
-        if self._size is not None and not data.endswith(b"\n") \
-                and self._pos + len(data) < self._size \
-                and (not size or size[0] is None or len(data) < size[0]):
-            self.disconnected = True
-        return self._counted(data, size[0] if size else None)
+        if asked is not None and asked >= 0:
+            data = data[:asked]
+            if len(data) < asked and not data.endswith(b"\n") \
+                    and self._size is not None:
+                self.disconnected = True
+        return self._counted(data, asked)
 
     def readlines(self: Any, *hint: int | None) -> list[bytes]:
         """The server's ``readlines``, hint included, counted."""
         if self.cancelled:
             raise self._refuse()
+        if self._left(None) == 0:
+            self.ended = True
+            return []
         try:
             lines = self._raw.readlines(*hint)
         except Exception:

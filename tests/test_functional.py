@@ -22,7 +22,8 @@ from pyramid_upload_progress.policy import UploadProgressPolicy
 from tests.plain_app import HeaderSecurityPolicy
 
 CONTRACT_FIELDS = {"id", "state", "received", "size", "percent", "rate", "eta",
-                   "started", "finished", "path", "status"}
+                   "started", "finished", "path", "status", "cancelled", "files",
+                   "stage"}
 
 
 def read_body(request):
@@ -357,7 +358,7 @@ class FailingStore:
     def _down(self, *args):
         raise ConnectionError("store is down")
 
-    start = update = set_owner = finish = discard = get = list = _down
+    start = update = set_owner = stage = finish = discard = get = list = cancel = _down
 
 
 def test_a_failing_store_answers_503_json():
@@ -377,7 +378,10 @@ def test_a_failing_store_never_reaches_the_upload(caplog):
 
 @implementer(IUploadProgressStore)
 class StoreFailingAfterStart(MemoryUploadProgressStore):
-    """Starts uploads, then fails on ``method``."""
+    """Starts uploads, then fails on ``method``; throttled, so that it is
+    sent progress writes."""
+
+    throttled = True
 
     def __init__(self, method):
         super().__init__()
@@ -393,7 +397,7 @@ class StoreFailingAfterStart(MemoryUploadProgressStore):
 @pytest.mark.parametrize("method", ["update", "set_owner", "finish"])
 def test_a_store_failing_mid_upload_never_reaches_the_upload(method):
     store = StoreFailingAfterStart(method)
-    app = webtest.TestApp(make_app(store=store))
+    app = webtest.TestApp(make_app({"upload_progress.update_interval": "0"}, store=store))
     assert upload(app, upload_id="u1", size=5000).json == {"read": 5000}
     assert store.calls == [method]
 
@@ -629,9 +633,9 @@ class CountingStore(MemoryUploadProgressStore):
         self.throttled = throttled
         self.updates = []
 
-    def update(self, key, received):
+    def update(self, key, received, files):
         self.updates.append(received)
-        super().update(key, received)
+        return super().update(key, received, files)
 
 
 def upload_through(store, update_interval):
@@ -658,7 +662,8 @@ def test_a_throttled_store_gets_every_read_with_a_zero_interval():
     assert store.updates[-1] == 100_000
 
 
-def test_an_unthrottled_store_gets_every_read_whatever_the_interval():
+def test_an_unthrottled_store_is_written_nothing_while_the_body_arrives():
     store = CountingStore(throttled=False)
-    upload_through(store, "3600")
-    assert len(store.updates) > 5
+    record = upload_through(store, "0")
+    assert store.updates == []
+    assert (record.received, record.state) == (100_000, "done")

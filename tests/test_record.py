@@ -8,7 +8,7 @@ import pytest
 from pyramid_upload_progress.record import UploadRecord, render_starting, render_upload
 
 FIELDS = {"id", "state", "received", "size", "percent", "rate", "eta",
-          "started", "finished", "path", "status"}
+          "started", "finished", "path", "status", "cancelled", "files", "stage"}
 STARTED = 1_700_000_000.0
 STALL_TIMEOUT = 3600.0
 
@@ -180,8 +180,9 @@ def test_starting_answer_names_the_id_and_nothing_else():
     assert rendered["id"] == "abc"
     assert rendered["state"] == "starting"
     assert rendered["received"] == 0
+    assert rendered["cancelled"] is False
     assert {name for name, value in rendered.items() if value is None} == (
-        FIELDS - {"id", "state", "received"})
+        FIELDS - {"id", "state", "received", "cancelled"})
 
 
 # -- the stall rule -----------------------------------------------------------
@@ -224,20 +225,14 @@ def test_as_of_returns_a_copy_even_when_nothing_changed():
     assert upload.as_of(STARTED + 1, STALL_TIMEOUT) is not upload
 
 
-# -- visibility ---------------------------------------------------------------
+# -- cancelled, files, stage --------------------------------------------------
 
-def test_pending_record_is_visible_to_anyone():
-    upload = record()
-    assert upload.visible_to(None) and upload.visible_to("bob")
-
-
-def test_owned_record_is_visible_to_its_owner_only():
-    upload = record(owner="alice", owner_known=True)
-    assert upload.visible_to("alice")
-    assert not upload.visible_to("bob")
-    assert not upload.visible_to(None)
+def test_a_cancelled_upload_is_an_error_whatever_its_status():
+    assert finished(status=200, cancelled=True).state == "error"
 
 
-def test_record_owned_by_none_is_visible_to_anyone():
-    upload = record(owner=None, owner_known=True)
-    assert upload.visible_to(None) and upload.visible_to("bob")
+def test_files_and_stage_are_rendered_as_recorded():
+    files = [{"field": "f", "filename": "a.txt", "received": 3, "done": True}]
+    stage = {"name": "scan", "done": 1, "total": 2}
+    rendered = render_upload(record(files=files, stage=stage), STARTED + 1)
+    assert (rendered["files"], rendered["stage"], rendered["cancelled"]) == (files, stage, False)

@@ -46,7 +46,7 @@ def test_empty_settings_give_the_contracts_defaults():
     assert settings.threshold == 1048576
     assert settings.timeout == 300
     assert settings.stall_timeout == 3600
-    assert settings.store_factory is memory_store_factory
+    assert settings.store is memory_store_factory
     assert settings.redis_url == "redis://localhost:6379/0"
     assert settings.redis_prefix == "upload_progress:"
     assert settings.update_interval == 0.25
@@ -54,6 +54,9 @@ def test_empty_settings_give_the_contracts_defaults():
     assert settings.path == "/upload-progress"
     assert settings.id_param == "X-Progress-ID"
     assert settings.permission is None
+    assert settings.client is True
+    assert settings.sqlite_path is None
+    assert settings.redis_socket_timeout == 0.5
 
 
 @pytest.fixture
@@ -97,6 +100,9 @@ INI = {
     "upload_progress.id_param": "X-Upload-Id",
     "upload_progress.permission": "view-progress",
     "upload_progress.owner": f"{HERE}.owner_returning_session",
+    "upload_progress.client": "off",
+    "upload_progress.redis.socket_timeout": "0.05",
+    "upload_progress.sqlite.path": "/dev/shm/progress.sqlite3",
 }
 
 
@@ -105,7 +111,7 @@ def test_every_setting_is_parsed_from_ini_strings():
     assert settings.threshold == 0
     assert settings.timeout == 60.5
     assert settings.stall_timeout == 120.0
-    assert settings.store_factory is store_factory
+    assert settings.store is store_factory
     assert settings.redis_url == "rediss://cache.example:6380/2"
     assert settings.redis_prefix == "myapp:"
     assert settings.update_interval == 0.0
@@ -113,6 +119,9 @@ def test_every_setting_is_parsed_from_ini_strings():
     assert settings.path == "/api/progress"
     assert settings.id_param == "X-Upload-Id"
     assert settings.permission == "view-progress"
+    assert settings.client is False
+    assert settings.redis_socket_timeout == 0.05
+    assert settings.sqlite_path == "/dev/shm/progress.sqlite3"
 
 
 def test_owner_setting_names_the_owner_callable():
@@ -155,11 +164,11 @@ def test_parsed_settings_are_read_again_unchanged():
 def test_configurator_maybe_dotted_resolves_the_store():
     settings = parse_settings({"upload_progress.store": f"{HERE}.store_factory"},
                               Configurator().maybe_dotted)
-    assert settings.store_factory is store_factory
+    assert settings.store is store_factory
 
 
 def test_memory_store_is_named_memory():
-    assert parsed(store="memory").store_factory is memory_store_factory
+    assert parsed(store="memory").store is memory_store_factory
 
 
 @pytest.mark.parametrize("name", ["threshold", "max_uploads"])
@@ -230,7 +239,10 @@ BAD_VALUES = [
     ("redis.url", "http://localhost:6379/0"),
     ("redis.url", "localhost:6379"),
     ("redis.prefix", "   "),
-    ("store", "redis"),
+    ("redis.socket_timeout", "0"),
+    ("redis.socket_timeout", "soon"),
+    ("sqlite.path", "  "),
+    ("client", "maybe"),
     ("store", "no_such_package_for_upload_progress.factory"),
     ("store", f"{HERE}:no_such_factory"),
     ("store", f"{HERE}.NOT_CALLABLE"),
@@ -255,9 +267,23 @@ def test_empty_redis_prefix_is_refused():
         parsed(**{"redis.prefix": ""})
 
 
-def test_redis_store_is_refused_in_this_release():
-    with pytest.raises(ConfigurationError, match="redis"):
-        parsed(store="redis")
+def test_the_sqlite_store_requires_its_path():
+    with pytest.raises(ConfigurationError, match="upload_progress.sqlite.path"):
+        parsed(store="sqlite")
+
+
+def test_an_unknown_setting_is_warned_of_with_the_closest_known_one(caplog):
+    with caplog.at_level("WARNING", logger="pyramid_upload_progress"):
+        parsed(thresold="10", timeout="10")
+    [warning] = caplog.records
+    assert "upload_progress.thresold" in warning.getMessage()
+    assert "upload_progress.threshold" in warning.getMessage()
+
+
+def test_known_settings_are_not_warned_of(caplog):
+    with caplog.at_level("WARNING", logger="pyramid_upload_progress"):
+        parse_settings(dict(INI), resolve)
+    assert caplog.records == []
 
 
 # -- config.include checks the settings at start-up ---------------------------
@@ -278,9 +304,32 @@ def test_include_with_a_bad_setting_fails_at_start_up(name, value):
 def test_settings_added_after_the_include_still_count():
     config = Configurator()
     config.include("pyramid_upload_progress")
+    config.add_settings({"upload_progress.timeout": "12"})
+    app = config.make_wsgi_app()
+    assert app.registry.settings["upload_progress.timeout"] == 12.0
+
+
+def test_the_report_path_is_read_when_the_include_is_called():
+    config = Configurator(settings={"upload_progress.path": "/at-include"})
+    config.include("pyramid_upload_progress")
     config.add_settings({"upload_progress.path": "/later"})
     app = config.make_wsgi_app()
-    assert app.routes_mapper.get_route("upload_progress").pattern == "/later"
+    assert app.routes_mapper.get_route("upload_progress").pattern == "/at-include"
+
+
+def test_a_bad_report_path_fails_at_the_include():
+    config = Configurator(settings={"upload_progress.path": "nope"})
+    with pytest.raises(ConfigurationError, match="upload_progress.path"):
+        config.include("pyramid_upload_progress")
+
+
+def test_a_start_up_error_points_at_the_include():
+    config = Configurator(settings={"upload_progress.timeout": "soon"})
+    config.include("pyramid_upload_progress")  # the line the error names
+    with pytest.raises(ConfigurationError) as raised:
+        config.make_wsgi_app()
+    assert f"{__file__}" in str(raised.value)
+    assert 'config.include("pyramid_upload_progress")  # the line' in str(raised.value)
 
 
 def test_include_with_good_settings_makes_an_app():

@@ -11,7 +11,7 @@ import pytest
 import webob
 from webob.request import DisconnectionError
 
-from pyramid_upload_progress.stream import CountingInput
+from pyramid_upload_progress.stream import CountingInput, UploadCancelled, counting_input
 
 BODY = b"first line\nsecond line\nthird line\n"
 NO_ARGUMENT = object()
@@ -66,18 +66,40 @@ class ServerInput:
         self.calls.append(("close", NO_ARGUMENT))
         self.closed = True
 
+
+class LinesServerInput(ServerInput):
+    """A server input that also has ``readlines`` and iteration, answering
+    them its own way, as gunicorn's ``Body`` does: ``readlines`` reads the
+    whole rest of the body, whatever the hint."""
+
+    def readlines(self, *args: int | None) -> list[bytes]:
+        self.calls.append(("readlines", args[0] if args else NO_ARGUMENT))
+        rest = self._take(len(self._data) - self._pos)
+        return rest.splitlines(keepends=True)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> bytes:
+        line = self.readline()
+        if not line:
+            raise StopIteration
+        return line
+
     def sizes_asked(self) -> list[object]:
         return [size for name, size in self.calls if name in ("read", "readline")]
 
 
 class Progress:
-    """An ``on_progress`` callback that remembers every value."""
+    """An observer of new bytes that remembers the running total after each."""
 
     def __init__(self) -> None:
         self.values: list[int] = []
+        self.data = b""
 
-    def __call__(self, received: int) -> None:
-        self.values.append(received)
+    def __call__(self, new: bytes) -> None:
+        self.data += new
+        self.values.append(len(self.data))
 
 
 @pytest.fixture
@@ -86,7 +108,9 @@ def progress() -> Progress:
 
 
 def counting(raw, size, progress) -> CountingInput:
-    return CountingInput(raw, size, progress)
+    if type(raw) is ServerInput:
+        raw.__class__ = LinesServerInput
+    return counting_input(raw, size, progress)
 
 
 # -- every read method returns the body and counts it ------------------------
@@ -138,11 +162,26 @@ def test_readlines_returns_every_line(progress):
 
 
 @pytest.mark.parametrize("hint", [1, 11, 12, 20, 1000])
-def test_readlines_hint_stops_as_a_python_file_does(progress, hint):
+def test_readlines_hint_answers_as_the_servers_input_does(progress, hint):
     stream = counting(ServerInput(BODY), len(BODY), progress)
+    expected = LinesServerInput(BODY).readlines(hint)
+    assert stream.readlines(hint) == expected
+    assert stream.received == sum(map(len, expected))
+
+
+@pytest.mark.parametrize("hint", [1, 11, 12, 20, 1000])
+def test_readlines_hint_of_a_python_file_is_kept(progress, hint):
+    stream = counting(io.BytesIO(BODY), len(BODY), progress)
     expected = io.BytesIO(BODY).readlines(hint)
     assert stream.readlines(hint) == expected
     assert stream.received == sum(map(len, expected))
+
+
+def test_readline_without_a_size_asks_the_server_without_one(progress):
+    raw = ServerInput(BODY)
+    stream = counting(raw, len(BODY), progress)
+    stream.readline()
+    assert raw.calls == [("readline", NO_ARGUMENT)]
 
 
 def test_iteration_yields_every_line(progress):
@@ -187,11 +226,12 @@ def test_read_n_near_the_end_asks_only_for_what_is_left(progress):
     assert raw.sizes_asked() == [len(BODY) - 3, 3]
 
 
-def test_readline_asks_the_server_only_for_what_is_left(progress):
+def test_readline_never_returns_past_the_content_length(progress):
     raw = ServerInput(b"no newline in this body, and more after it\n")
     stream = counting(raw, 10, progress)
     assert stream.readline() == b"no newline"
-    assert raw.sizes_asked() == [10]
+    assert stream.received == 10
+    assert not stream.disconnected
 
 
 def test_readline_n_asks_the_server_for_at_most_n_bytes(progress):
@@ -200,13 +240,11 @@ def test_readline_n_asks_the_server_for_at_most_n_bytes(progress):
     assert raw.sizes_asked() == [4]
 
 
-def test_readlines_never_asks_past_the_content_length(progress):
+def test_readlines_never_returns_past_the_content_length(progress):
     raw = ServerInput(BODY + b"garbage\n")
     stream = counting(raw, len(BODY), progress)
-    lines = BODY.splitlines(keepends=True)
-    assert stream.readlines() == lines
-    starts = [len(b"".join(lines[:n])) for n in range(len(lines))]
-    assert raw.sizes_asked() == [len(BODY) - start for start in starts]
+    assert stream.readlines() == BODY.splitlines(keepends=True)
+    assert stream.received == len(BODY)
 
 
 def test_no_read_at_the_end_of_the_body_reaches_the_server(progress):
@@ -253,9 +291,10 @@ def test_on_progress_follows_every_read_method(progress):
     stream = counting(ServerInput(BODY), len(BODY), progress)
     stream.read(3)
     stream.readline()
-    stream.readlines(1)
     next(stream)
+    stream.readlines(1)
     assert progress.values == [3, 11, 23, 34]
+    assert progress.data == BODY
 
 
 # -- disconnections -----------------------------------------------------------
@@ -438,10 +477,31 @@ def test_read_after_seek_past_the_content_length_returns_nothing(progress):
     assert stream.read() == b""
 
 
-def test_seek_on_a_non_seekable_input_raises(progress):
+@pytest.mark.parametrize("raw", [ServerInput(BODY), LinesServerInput(BODY), io.BytesIO(BODY)],
+                         ids=["read-readline-close", "with-readlines-and-iteration",
+                              "BytesIO"])
+def test_the_stream_has_exactly_the_methods_of_the_servers_input(raw):
+    stream = counting_input(raw, len(BODY))
+    for name in ("read", "readline", "readlines", "__iter__", "__next__",
+                 "seek", "tell", "close"):
+        assert hasattr(stream, name) == hasattr(raw, name), name
+
+
+def test_seek_on_a_non_seekable_input_is_not_there(progress):
     stream = counting(ServerInput(BODY), len(BODY), progress)
-    with pytest.raises((AttributeError, OSError)):
-        stream.seek(0)
+    assert not hasattr(stream, "seek")
+    assert not hasattr(stream, "tell")
+
+
+def test_a_cancelled_stream_raises_upload_cancelled_on_the_next_read(progress):
+    stream = counting(ServerInput(BODY), len(BODY), progress)
+    stream.read(3)
+    stream.cancelled = True
+    for read in (stream.read, stream.readline, stream.readlines):
+        with pytest.raises(UploadCancelled):
+            read()
+    assert stream.cancel_raised
+    assert stream.received == 3
 
 
 # -- WebOb reads through it (STYLE.md, "Facts about WebOb") -------------------
