@@ -4,7 +4,6 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import parse_qsl
 
 _VALID_ID = re.compile(r"[A-Za-z0-9_.\-]{1,128}")
 
@@ -24,14 +23,17 @@ def upload_id(environ: Mapping[str, Any], param: str, header: str) -> str | None
     """The upload id a request carries, or ``None`` if it carries none.
 
     The query parameter ``param`` wins over the request header whose environ
-    key is ``header``; the parameter's name is matched as sent, not
-    percent-decoded, as the nginx module matches it. Raises :class:`BadUploadId` for a value that breaks
-    :data:`ID_RULE`, an empty one included.
+    key is ``header``. The parameter is taken as sent, its name and its value
+    never percent-decoded, as the nginx module takes it (an id needs no
+    encoding: its characters are all unreserved in a URL). Raises
+    :class:`BadUploadId` for a value that breaks :data:`ID_RULE`, an empty
+    one included.
     """
     value = None
     query = environ.get("QUERY_STRING")
     if query and param in query:
-        for name, found in parse_qsl(query, keep_blank_values=True):
+        for pair in query.split("&"):
+            name, _, found = pair.partition("=")
             if name == param:
                 value = found
                 break
