@@ -79,8 +79,9 @@ class MultipartScanner:
         held = self._held
         if held:
             self._held = b""
-            at = (held + data[:len(delimiter)]).find(delimiter)
-            if 0 <= at < len(held):
+            if len(data) < len(delimiter):
+                data = held + data
+            elif 0 <= (held + data[:len(delimiter)]).find(delimiter) < len(held):
                 data = held + data
             else:
                 self._count(len(held))

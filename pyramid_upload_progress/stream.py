@@ -159,8 +159,8 @@ class _Methods:
 
     def seek(self: Any, offset: int, whence: int = 0) -> int:
         """Move in a seekable input: bytes read again are not counted again."""
-        self._raw.seek(offset, whence)
-        self._pos = self._raw.tell()
+        position = self._raw.seek(offset, whence)
+        self._pos = position if position is not None else self._raw.tell()
         self.ended = False
         return self._pos
 
