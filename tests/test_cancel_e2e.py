@@ -1,0 +1,139 @@
+"""Cancelling an upload from another connection, on real servers.
+
+Whether the client then stops sending is the server's doing; these tests
+pin what each server does with the unread rest of a cancelled body.
+"""
+from __future__ import annotations
+
+import http.client
+import json
+import select
+import socket
+import threading
+import time
+
+import pytest
+
+from tests.e2e.client import HOST, payload, read_response
+from tests.e2e.servers import serve
+
+pytestmark = pytest.mark.e2e
+
+APP = "tests.plain_app:app"
+MIB = 1024 * 1024
+CHUNK = 64 * 1024
+DELAY = 0.01  # 6.4 MB/s: 32 MiB would take 5 s
+ALICE = {"X-User": "alice"}
+
+
+class CancelledUpload:
+    """Sends a body slowly and stops sending once the server answers."""
+
+    def __init__(self, port: int, upload_id: str, size: int, keep_alive: bool) -> None:
+        self.port = port
+        self.upload_id = upload_id
+        self.size = size
+        self.keep_alive = keep_alive
+        self.sent = 0
+        self.sent_when_answered: int | None = None
+        self.answered_at: float | None = None
+        self.response = None
+
+    def run(self) -> None:
+        body = payload(self.size)
+        head = (f"POST /upload?X-Progress-ID={self.upload_id} HTTP/1.1\r\n"
+                f"Host: {HOST}:{self.port}\r\nX-User: alice\r\n"
+                f"Content-Length: {self.size}\r\n"
+                + ("" if self.keep_alive else "Connection: close\r\n") + "\r\n")
+        with socket.create_connection((HOST, self.port), timeout=30) as sock:
+            sock.sendall(head.encode())
+            try:
+                for start in range(0, self.size, CHUNK):
+                    if select.select([sock], [], [], 0)[0]:
+                        break
+                    sock.sendall(body[start:start + CHUNK])
+                    self.sent = start + CHUNK
+                    time.sleep(DELAY)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+            self.sent_when_answered = self.sent
+            with sock.makefile("rb") as stream:
+                self.response = read_response(stream)
+            self.answered_at = time.monotonic()
+
+
+def delete(port: int, upload_id: str, headers=ALICE):
+    connection = http.client.HTTPConnection(HOST, port, timeout=10)
+    try:
+        connection.request("DELETE", f"/upload-progress?X-Progress-ID={upload_id}",
+                           headers=headers)
+        response = connection.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        connection.close()
+
+
+def cancel_after(server, upload_id: str, size: int, keep_alive: bool):
+    upload = CancelledUpload(server.port, upload_id, size, keep_alive)
+    thread = threading.Thread(target=upload.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while upload.sent < 2 * MIB and time.monotonic() < deadline:
+        time.sleep(0.01)
+    status, answer = delete(server.port, upload_id)
+    cancelled_at, sent_at_cancel = time.monotonic(), upload.sent
+    thread.join(30)
+    assert not thread.is_alive()
+    return upload, status, answer, cancelled_at, sent_at_cancel
+
+
+def final_record(server, upload_id):
+    connection = http.client.HTTPConnection(HOST, server.port, timeout=10)
+    connection.request("GET", f"/upload-progress?X-Progress-ID={upload_id}", headers=ALICE)
+    return json.loads(connection.getresponse().read())
+
+
+@pytest.mark.parametrize("keep_alive", [True, False], ids=["keep-alive", "connection-close"])
+def test_gunicorn_answers_a_cancelled_upload_409_and_stops_the_sender(keep_alive):
+    with serve("gunicorn", APP, env={"UPLOAD_PROGRESS_SETTINGS": "{}"}) as server:
+        upload, status, answer, cancelled_at, sent_at_cancel = cancel_after(
+            server, "gc1", 32 * MIB, keep_alive)
+        assert (status, answer["cancelled"]) == (200, True)
+        assert upload.response.status == 409
+        assert json.loads(upload.response.body) == {"error": "upload cancelled"}
+        assert upload.answered_at - cancelled_at < 2
+        assert upload.sent_when_answered < sent_at_cancel + 4 * MIB < 32 * MIB
+        record = final_record(server, "gc1")
+        assert (record["state"], record["cancelled"], record["status"]) == ("error", True, 409)
+
+
+def test_cheroot_reads_the_rest_of_a_keep_alive_clients_body_before_the_409():
+    with serve("cheroot", APP, env={"UPLOAD_PROGRESS_SETTINGS": "{}"}) as server:
+        upload, status, answer, _, _ = cancel_after(server, "cc1", 6 * MIB, keep_alive=True)
+        assert status == 200
+        assert upload.response.status == 409
+        assert upload.sent_when_answered == 6 * MIB
+        assert final_record(server, "cc1")["cancelled"] is True
+
+
+def test_cheroot_answers_a_connection_close_client_409_at_once():
+    with serve("cheroot", APP, env={"UPLOAD_PROGRESS_SETTINGS": "{}"}) as server:
+        upload, status, _, cancelled_at, sent_at_cancel = cancel_after(
+            server, "cc2", 32 * MIB, keep_alive=False)
+        assert status == 200
+        assert upload.response.status == 409
+        assert upload.answered_at - cancelled_at < 2
+        assert upload.sent_when_answered < sent_at_cancel + 4 * MIB
+
+
+def test_another_user_cannot_cancel_over_the_wire():
+    with serve("gunicorn", APP, env={"UPLOAD_PROGRESS_SETTINGS": "{}"}) as server:
+        upload = CancelledUpload(server.port, "gc3", 4 * MIB, keep_alive=False)
+        thread = threading.Thread(target=upload.run, daemon=True)
+        thread.start()
+        while upload.sent < MIB and thread.is_alive():
+            time.sleep(0.01)
+        assert delete(server.port, "gc3", {"X-User": "mallory"})[0] == 404
+        thread.join(30)
+        assert upload.response.status == 200
+        assert json.loads(upload.response.body)["read"] == 4 * MIB
