@@ -2,6 +2,7 @@
 import re
 from pathlib import Path
 
+import docutils.core
 import pytest
 
 from pyramid_upload_progress.settings import SETTINGS
@@ -32,3 +33,9 @@ def test_the_settings_table_documents_the_setting_with_its_default(setting):
     assert row, f"upload_progress.{setting.name} is not in the README's table"
     if setting.default is not None and setting.name != "owner":
         assert row.group(1).startswith(f"``{shown(setting.default)}``")
+
+
+@pytest.mark.parametrize("name", ["README.rst", "CHANGES.rst"])
+def test_the_text_is_valid_restructuredtext(name):
+    docutils.core.publish_string((ROOT / name).read_text(), writer_name="null",
+                                 settings_overrides={"halt_level": 2, "report_level": 5})
