@@ -22,130 +22,163 @@ class CountingInput:
     libraries such as boto3 decide by ``hasattr``), each answering as the
     server's input would. It never reads ahead and never buffers: each call
     is passed on as it comes, a size capped to what is left of the body
-    (``size``, the Content-Length; ``None`` for a chunked body), which
-    changes no answer of a server's input.
+    (the Content-Length ``size``; ``None`` for a chunked body), which
+    changes no answer of a server's input; what an input that does not stop
+    at the Content-Length by itself hands out past it is cut off.
 
     ``received`` is the furthest position read to, so that an input that is
     rewound and read again (a seekable one, as ``Request.blank`` makes) is
     counted once; ``observe(new_bytes)``, if given, sees each byte once, as
-    it is first read. ``ended`` becomes true once a read found the end of
-    the body. ``disconnected`` becomes true when the body ended before
-    ``size`` bytes (a read came back short, as WebOb's ``LimitedLengthFile``
-    also judges) or the server's input raised: the client went away.
-    ``cancelled``, once set, makes the next read raise
-    :class:`UploadCancelled` (and ``cancel_raised`` true).
+    it is first read. ``ended`` is true once the body has been read whole.
+    ``disconnected`` becomes true when the body ended before ``size`` bytes
+    (a read came back short, as WebOb's ``LimitedLengthFile`` also judges)
+    or the server's input raised: the client went away. ``cancelled``, once
+    set, makes the next read raise :class:`UploadCancelled` (and
+    ``cancel_raised`` true).
+
+    Every read passes through here, so the methods are written for speed:
+    a read costs a few attribute look-ups beyond the server's own.
     """
 
-    __slots__ = ("_raw", "_size", "_pos", "received", "ended", "disconnected",
-                 "cancelled", "cancel_raised", "observe")
+    __slots__ = ("_raw", "_size", "_left", "_behind", "_eof", "received",
+                 "disconnected", "cancelled", "cancel_raised", "observe")
 
     def __init__(self, raw: Any, size: int | None,
                  observe: Observer | None = None) -> None:
         self._raw = raw
         self._size = size
-        self._pos = 0
+        self._left = size
+        """Bytes of the body not yet read (None: chunked)."""
+        self._behind = 0
+        """Bytes to read again before new ones come (after a seek back)."""
+        self._eof = False
         self.received = 0
-        self.ended = False
         self.disconnected = False
         self.cancelled = False
         self.cancel_raised = False
         self.observe = observe
 
+    @property
+    def ended(self) -> bool:
+        return self._eof or self._left == 0
+
     def _refuse(self) -> UploadCancelled:
         self.cancel_raised = True
         return UploadCancelled("upload cancelled")
 
-    def _counted(self, data: bytes, asked: int | None) -> bytes:
-        """Count what a read brought; ``asked``: the size it asked for."""
-        n = len(data)
+    def _count(self, data: bytes, n: int, asked: int | None) -> bytes:
+        """Count a read of ``n`` bytes that asked for ``asked``."""
+        left = self._left
+        if left is not None:
+            self._left = left - n
         if not n:
             if asked != 0:
-                self.ended = True
-                if self._size is not None and self._pos < self._size:
+                self._eof = True
+                if left:
                     self.disconnected = True
             return data
-        pos = self._pos = self._pos + n
-        if pos > self.received:
-            new = pos - self.received
-            self.received = pos
-            if self.observe is not None:
-                self.observe(data if new == n else data[n - new:])
-            if pos == self._size:
-                self.ended = True
+        behind = self._behind
+        if behind:
+            if n <= behind:
+                self._behind = behind - n
+                return data
+            self._behind = 0
+            new = data[behind:]
+        else:
+            new = data
+        self.received += len(new)
+        if self.observe is not None:
+            self.observe(new)
         return data
-
-    def _left(self, size: int | None) -> int | None:
-        """``size`` capped to what is left of the body; None: as asked."""
-        if self._size is None:
-            return size
-        left = self._size - self._pos
-        if left < 0:
-            return 0
-        return left if size is None or size < 0 or size > left else size
 
     def read(self, size: int | None = -1) -> bytes:
         """Read up to ``size`` bytes (all that is left if -1 or None)."""
         if self.cancelled:
             raise self._refuse()
-        asked = self._left(size)
-        if asked == 0:
-            if size != 0:
-                self.ended = True
+        left = self._left
+        if left is not None and (size is None or size < 0 or size > left):
+            size = left
+        if size == 0:
+            if left == 0:
+                self._eof = True
             return b""
         try:
-            data = self._raw.read(asked)
+            data = self._raw.read(size)
         except Exception:
             self.disconnected = True
             raise
-        if asked is not None and asked > len(data) and self._size is not None:
+        n = len(data)
+        if left is not None and n < size:
             self.disconnected = True
-        return self._counted(data, asked)
+        if n and not self._behind and left is not None:
+            # The common case, written out: a new piece of a sized body.
+            self._left = left - n
+            self.received += n
+            if self.observe is not None:
+                self.observe(data)
+            return data
+        return self._count(data, n, size)
 
 
 class _Methods:
     """The optional methods of a WSGI input, as :class:`CountingInput`
     answers them; :func:`counting_input` takes those the server's has."""
 
-    def readline(self: Any, *size: int | None) -> bytes:
+    def readline(self: Any, size: int | None = -1) -> bytes:
         """Read one line, of at most ``size`` bytes if given (the server's
         ``readline`` is asked with a size only when the caller gave one)."""
         if self.cancelled:
             raise self._refuse()
-        asked = self._left(size[0] if size else None)
-        if asked == 0:
-            if not size or size[0] != 0:
-                self.ended = True
+        left = self._left
+        sized = size is not None and size >= 0
+        if left is not None and (not sized or size > left):  # type: ignore[operator]
+            if not left:
+                self._eof = True
+                return b""
+            limit = left
+        else:
+            limit = size
+        if limit == 0:
             return b""
         try:
-            data = self._raw.readline(asked) if size else self._raw.readline()
+            data = self._raw.readline(size) if sized else self._raw.readline()
         except Exception:
             self.disconnected = True
             raise
-        if asked is not None and asked >= 0:
-            data = data[:asked]
-            if len(data) < asked and not data.endswith(b"\n") \
-                    and self._size is not None:
+        n = len(data)
+        if limit is not None:
+            if n > limit:
+                data = data[:limit]
+                n = limit
+            elif n < limit and left is not None and data[-1:] != b"\n":
                 self.disconnected = True
-        return self._counted(data, asked)
+        if n and not self._behind and left is not None:
+            self._left = left - n
+            self.received += n
+            if self.observe is not None:
+                self.observe(data)
+            return data
+        return self._count(data, n, limit)
 
-    def readlines(self: Any, *hint: int | None) -> list[bytes]:
+    def readlines(self: Any, hint: int | None = -1) -> list[bytes]:
         """The server's ``readlines``, hint included, counted."""
         if self.cancelled:
             raise self._refuse()
-        if self._left(None) == 0:
-            self.ended = True
+        if self._left == 0:
+            self._eof = True
             return []
         try:
-            lines = self._raw.readlines(*hint)
+            lines = self._raw.readlines(hint) if hint is not None and hint > 0 \
+                else self._raw.readlines()
         except Exception:
             self.disconnected = True
             raise
-        if self._size is not None:
-            lines = _cap(lines, self._size - self._pos)
+        if self._left is not None:
+            lines = _cap(lines, self._left)
         for line in lines:
-            self._counted(line, None)
+            self._count(line, len(line), None)
         if not lines:
-            self._counted(b"", None)
+            self._count(b"", 0, None)
         return lines
 
     def __iter__(self: Any) -> Iterator[bytes]:
@@ -160,12 +193,16 @@ class _Methods:
     def seek(self: Any, offset: int, whence: int = 0) -> int:
         """Move in a seekable input: bytes read again are not counted again."""
         position = self._raw.seek(offset, whence)
-        self._pos = position if position is not None else self._raw.tell()
-        self.ended = False
-        return self._pos
+        if position is None:
+            position = self._raw.tell()
+        if self._size is not None:
+            self._left = max(self._size - position, 0)
+        self._behind = max(self.received - position, 0)
+        self._eof = False
+        return position
 
     def tell(self: Any) -> int:
-        return self._pos
+        return self.received - self._behind
 
     def close(self: Any) -> None:
         self._raw.close()
@@ -174,8 +211,7 @@ class _Methods:
 def _cap(lines: list[bytes], left: int) -> list[bytes]:
     """``lines`` cut at ``left`` bytes (an input that does not stop at the
     Content-Length by itself)."""
-    total = sum(map(len, lines))
-    if total <= left:
+    if sum(map(len, lines)) <= left:
         return lines
     kept = []
     for line in lines:
@@ -194,7 +230,7 @@ def _class_for(raw_type: type) -> type[CountingInput]:
     names = [name for name in _OPTIONAL if hasattr(raw_type, name)]
     if "__iter__" in names:
         names.append("__next__")
-    namespace = {name: _Methods.__dict__[name] for name in names}
+    namespace: dict[str, Any] = {name: _Methods.__dict__[name] for name in names}
     namespace["__slots__"] = ()
     cls = type(f"CountingInput[{raw_type.__name__}]", (CountingInput,), namespace)
     _classes[raw_type] = cls
