@@ -108,15 +108,8 @@ class CountingInput:
             self.disconnected = True
             raise
         n = len(data)
-        if left is not None and n < size:
+        if left is not None and size is not None and n < size:
             self.disconnected = True
-        if n and not self._behind and left is not None:
-            # The common case, written out: a new piece of a sized body.
-            self._left = left - n
-            self.received += n
-            if self.observe is not None:
-                self.observe(data)
-            return data
         return self._count(data, n, size)
 
 
@@ -153,6 +146,7 @@ class _Methods:
             elif n < limit and left is not None and data[-1:] != b"\n":
                 self.disconnected = True
         if n and not self._behind and left is not None:
+            # _count written out: a line is a short read, and calls add up.
             self._left = left - n
             self.received += n
             if self.observe is not None:
