@@ -12,6 +12,7 @@ from pyramid.config import PHASE1_CONFIG, PHASE3_CONFIG, Configurator
 from pyramid.exceptions import ConfigurationError
 from pyramid.interfaces import IExecutionPolicy
 from pyramid.router import default_execution_policy
+from pyramid.settings import asbool
 from pyramid.tweens import EXCVIEW, MAIN
 
 from .interfaces import IUploadProgressStore
@@ -70,7 +71,9 @@ def includeme(config: Configurator) -> None:
     in an action, so that settings added after the include still count, it
     reads every ``upload_progress.*`` setting (a bad value stops the app at
     start-up, naming the setting) and registers the report route
-    (``upload_progress``) and JSON view at ``upload_progress.path``. Last,
+    (``upload_progress``) and JSON view at ``upload_progress.path``, and,
+    unless ``upload_progress.client`` is false, the JavaScript client as a
+    static view at ``{path}/static/``. Last,
     once all other configuration is done, it registers the store (the one
     ``upload_progress.store`` names, unless a store is registered already)
     and the execution policy that counts, wrapped around whichever policy
@@ -87,6 +90,9 @@ def includeme(config: Configurator) -> None:
                         request_method="GET", permission=settings.permission)
         if settings.permission is not None:
             config.add_forbidden_view(forbidden_view, route_name=ROUTE_NAME)
+        if asbool(config.get_settings().get("upload_progress.client", True)):
+            config.add_static_view(f"{settings.path}/static",
+                                   "pyramid_upload_progress:static")
         config.action(None, lambda: _register_store_and_policy(config, settings),
                       order=_AFTER_APP_CONFIG)
 
