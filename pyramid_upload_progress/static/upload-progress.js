@@ -14,8 +14,8 @@ const DEFAULTS = Object.freeze({
   interval: 500,                   // ms between polls
   maxInterval: 8000,               // ms: the most a poll backs off to
   cancelTimeout: 3000,             // ms the server has to answer a DELETE
-  bufferingDelay: 1000,            // ms after the browser sent everything
-  bufferingRatio: 0.5,             // ... with the server below this share: buffered
+  bufferingDelay: 1000,            // ms after the browser sent everything, the
+  bufferingRatio: 0.5,             // server still below this share and not moving: buffered
   finalPolls: 8,                   // polls after the response, for the final record
 });
 
@@ -182,15 +182,21 @@ export function upload(url, body, given = {}) {
   const xhr = new XMLHttpRequest();
   const transfer = { sent: 0, total: body.size ?? null, buffering: false };
   let sentAllAt = null;
+  let receivedWhenSentAll = 0;
   let warned = false;
   let last = normalizeUpload({}, id);
   let finished = false;
 
   const report = () => o.onProgress?.(last, { ...transfer });
+  // The browser's count runs ahead of the server's by what the network and
+  // the kernels hold (megabytes, on a fast link); but while the server's
+  // count goes on growing nothing is holding the body back. A proxy that
+  // buffers passes nothing on until it has it all.
   const checkBuffering = () => {
     transfer.buffering = sentAllAt !== null
       && Date.now() - sentAllAt >= o.bufferingDelay
       && !FINAL_STATES.has(last.state)
+      && last.received <= receivedWhenSentAll
       && last.received < o.bufferingRatio * transfer.total;
     if (transfer.buffering && !warned) {
       warned = true;
@@ -234,6 +240,7 @@ export function upload(url, body, given = {}) {
       if (event.lengthComputable) transfer.total = event.total;
       if (sentAllAt === null && transfer.total !== null && event.loaded >= transfer.total) {
         sentAllAt = Date.now();
+        receivedWhenSentAll = last.received;
       }
       report();
     };

@@ -71,8 +71,9 @@ function showFailure(item, error) {
   const status = error.upload?.status;
   if (error.name === 'AbortError') {
     item.dataset.outcome = 'cancelled';
-    result.textContent = `Cancelled${item.dataset.cancelledByServer === 'true' ? ' (the server stopped it too)' : ''}; `
-      + `the server's record of it ended in "${error.upload?.state}".`;
+    result.textContent = item.dataset.cancelledByServer === 'true'
+      ? 'Cancelled: the server stopped it too.'
+      : 'Cancelled: the browser stopped sending; the server ends the upload when the connection does.';
   } else {
     item.dataset.outcome = 'failed';
     result.textContent = status
