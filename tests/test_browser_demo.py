@@ -199,7 +199,9 @@ def test_front_end_code_written_for_nginx_drives_a_bar(browser):
     assert intermediate == sorted(intermediate)
 
 
-def test_a_buffering_proxy_shows_the_warning(browser, server, upload_file):
+def test_a_buffering_proxy_shows_the_warning(browser, server, tmp_path):
+    upload_file = tmp_path / "buffered.bin"
+    upload_file.write_bytes(bytes(3 * MiB))
     with ThrottlingProxy(server.port, rate=RATE, mode="buffering") as buffering:
         browser.get_log("browser")  # forget earlier messages
         browser.get(buffering.url + "/")

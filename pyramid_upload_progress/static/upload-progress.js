@@ -14,8 +14,8 @@ const DEFAULTS = Object.freeze({
   interval: 500,                   // ms between polls
   maxInterval: 8000,               // ms: the most a poll backs off to
   cancelTimeout: 3000,             // ms the server has to answer a DELETE
-  bufferingDelay: 1000,            // ms after the browser sent everything, the
-  bufferingRatio: 0.5,             // server still below this share and not moving: buffered
+  bufferingDelay: 1000,            // ms the server's count stands still while the
+  bufferingRatio: 0.5,             // browser is this share of the body ahead: buffered
   finalPolls: 8,                   // polls after the response, for the final record
 });
 
@@ -181,8 +181,7 @@ export function upload(url, body, given = {}) {
   const id = o.id ?? newUploadId();
   const xhr = new XMLHttpRequest();
   const transfer = { sent: 0, total: body.size ?? null, buffering: false };
-  let sentAllAt = null;
-  let receivedWhenSentAll = 0;
+  let serverMovedAt = Date.now();
   let warned = false;
   let last = normalizeUpload({}, id);
   let finished = false;
@@ -191,13 +190,12 @@ export function upload(url, body, given = {}) {
   // The browser's count runs ahead of the server's by what the network and
   // the kernels hold (megabytes, on a fast link); but while the server's
   // count goes on growing nothing is holding the body back. A proxy that
-  // buffers passes nothing on until it has it all.
+  // buffers passes nothing on until it has it all, and the browser's count
+  // stops short of the end only by what that proxy's socket holds.
   const checkBuffering = () => {
-    transfer.buffering = sentAllAt !== null
-      && Date.now() - sentAllAt >= o.bufferingDelay
+    transfer.buffering = Date.now() - serverMovedAt >= o.bufferingDelay
       && !FINAL_STATES.has(last.state)
-      && last.received <= receivedWhenSentAll
-      && last.received < o.bufferingRatio * transfer.total;
+      && transfer.sent - last.received >= o.bufferingRatio * transfer.total;
     if (transfer.buffering && !warned) {
       warned = true;
       console.warn(`upload-progress: the browser has sent all ${transfer.total} bytes of upload `
@@ -209,7 +207,9 @@ export function upload(url, body, given = {}) {
   const pollOnce = async () => {
     const answer = await getReport(withParam(o.progressUrl, o.idParam, id), o);
     if (answer.outcome === OK) {
+      const before = last.received;
       last = normalizeUpload(answer.body, id);
+      if (last.received > before) serverMovedAt = Date.now();
       checkBuffering();
       report();
     }
@@ -238,10 +238,6 @@ export function upload(url, body, given = {}) {
     xhr.upload.onprogress = (event) => {
       transfer.sent = event.loaded;
       if (event.lengthComputable) transfer.total = event.total;
-      if (sentAllAt === null && transfer.total !== null && event.loaded >= transfer.total) {
-        sentAllAt = Date.now();
-        receivedWhenSentAll = last.received;
-      }
       report();
     };
     xhr.onload = async () => {

@@ -100,7 +100,8 @@ class ThrottlingProxy:
 
     def _write_upstream(self, pieces: queue.Queue, upstream: socket.socket,
                         client: socket.socket) -> None:
-        held = b""
+        held = bytearray()
+        request_length = None  # of the first held request, once its head is in
         while not self._stopped.is_set():
             try:
                 data = pieces.get(timeout=_TICK)
@@ -111,11 +112,18 @@ class ThrottlingProxy:
                 _quietly(upstream.shutdown, socket.SHUT_WR)
                 return
             held += data
-            ready = len(held) if self.mode == "slow link" else _whole_requests(held)
-            if ready and not _send(upstream, held[:ready], self._stopped):
-                _quietly(client.close)
-                return
-            held = held[ready:]
+            while held:
+                if self.mode == "slow link":
+                    ready = len(held)
+                else:
+                    request_length = request_length or _request_length(held)
+                    if request_length is None or len(held) < request_length:
+                        break
+                    ready, request_length = request_length, None
+                if not _send(upstream, bytes(held[:ready]), self._stopped):
+                    _quietly(client.close)
+                    return
+                del held[:ready]
 
     def _answer_client(self, upstream: socket.socket, client: socket.socket) -> None:
         while not self._stopped.is_set():
@@ -131,18 +139,16 @@ class ThrottlingProxy:
             _quietly(sock.close)
 
 
-def _whole_requests(data: bytes) -> int:
-    """How many bytes at the start of ``data`` are whole HTTP requests
-    (framed by Content-Length; no chunked bodies here)."""
-    whole = 0
-    while (end := data.find(b"\r\n\r\n", whole)) >= 0:
-        head = data[whole:end].decode("latin-1").lower().split("\r\n")
-        lengths = [line.split(":", 1)[1] for line in head if line.startswith("content-length:")]
-        request_end = end + 4 + int(lengths[0]) if lengths else end + 4
-        if request_end > len(data):
-            break
-        whole = request_end
-    return whole
+def _request_length(data: bytearray) -> int | None:
+    """The length of the HTTP request at the start of ``data`` (head and
+    Content-Length bytes of body; no chunked bodies here), or None until
+    its head is whole."""
+    end = data.find(b"\r\n\r\n")
+    if end < 0:
+        return None
+    head = data[:end].decode("latin-1").lower().split("\r\n")
+    lengths = [line.split(":", 1)[1] for line in head if line.startswith("content-length:")]
+    return end + 4 + (int(lengths[0]) if lengths else 0)
 
 
 def _send(sock: socket.socket, data: bytes, stopped: threading.Event) -> bool:
