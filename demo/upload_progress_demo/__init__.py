@@ -1,0 +1,49 @@
+"""The demo app: sign in as a demo user, upload files, watch the bars.
+
+``main`` is the PasteDeploy app factory (``use = egg:upload_progress_demo``).
+Settings of its own, besides ``upload_progress.*``:
+
+- ``demo.users``: ``name:password`` pairs, space-separated;
+- ``demo.secret``: signs the session cookie (required);
+- ``demo.max_upload_size``: bytes; a larger upload is refused with 413;
+- ``demo.upload_dir``: where uploads are written while they arrive
+  (default: the system's temporary directory); each is deleted at once.
+"""
+from __future__ import annotations
+
+import tempfile
+
+from pyramid.config import Configurator
+from pyramid.exceptions import ConfigurationError
+from pyramid.session import SignedCookieSessionFactory
+
+from .security import DemoSecurityPolicy, parse_users
+
+
+def main(global_config, **settings):
+    """Make the demo's WSGI app from its .ini settings."""
+    secret = settings.get("demo.secret", "").strip()
+    if not secret:
+        raise ConfigurationError("demo.secret: set a secret to sign session cookies")
+    try:
+        settings["demo.max_upload_size"] = int(settings.get("demo.max_upload_size", 64 << 20))
+    except ValueError:
+        raise ConfigurationError(
+            f"demo.max_upload_size = {settings['demo.max_upload_size']!r}: expected bytes"
+        ) from None
+    settings["demo.upload_dir"] = settings.get("demo.upload_dir") or tempfile.gettempdir()
+    settings.setdefault("demo.users", "alice:alice bob:bob")
+    users = parse_users(settings["demo.users"])
+    with Configurator(settings=settings) as config:
+        config.set_session_factory(
+            SignedCookieSessionFactory(secret, httponly=True, samesite="Lax"))
+        config.set_security_policy(DemoSecurityPolicy(users))
+        config.set_default_csrf_options(require_csrf=True)
+        config.include("pyramid_upload_progress")
+        config.add_static_view("demo-static", "upload_progress_demo:static")
+        config.add_route("home", "/")
+        config.add_route("login", "/login")
+        config.add_route("logout", "/logout")
+        config.add_route("upload", "/upload")
+        config.scan(".views")
+        return config.make_wsgi_app()

@@ -1,0 +1,46 @@
+"""Demo users, signed in through the session: a real Pyramid security
+policy, so that the add-on's per-user listing is real."""
+from __future__ import annotations
+
+import hmac
+
+from pyramid.authentication import SessionAuthenticationHelper
+from pyramid.security import Allowed, Denied
+
+
+def parse_users(value: str) -> dict[str, str]:
+    """``"alice:alice bob:bob"`` -> ``{"alice": "alice", "bob": "bob"}``."""
+    pairs = [item.partition(":") for item in value.split()]
+    return {name: password for name, _, password in pairs if name and password}
+
+
+class DemoSecurityPolicy:
+    """The principal is the user name the session remembers. Signed-in users
+    may upload; nobody else may."""
+
+    def __init__(self, users: dict[str, str]) -> None:
+        self.users = users
+        self.helper = SessionAuthenticationHelper()
+
+    def check_password(self, name: str, password: str) -> bool:
+        expected = self.users.get(name)
+        return expected is not None and hmac.compare_digest(
+            expected.encode(), password.encode())
+
+    def identity(self, request):
+        name = self.helper.authenticated_userid(request)
+        return name if name in self.users else None
+
+    def authenticated_userid(self, request):
+        return self.identity(request)
+
+    def permits(self, request, context, permission):
+        if self.identity(request) is None:
+            return Denied("sign in first")
+        return Allowed("signed in")
+
+    def remember(self, request, userid, **kw):
+        return self.helper.remember(request, userid, **kw)
+
+    def forget(self, request, **kw):
+        return self.helper.forget(request, **kw)

@@ -1,0 +1,216 @@
+"""The demo in a real browser: the bar moves while the file goes up.
+
+Headless Chromium loads the demo, served by gunicorn (gthread) behind a
+proxy that slows uploads down to ``RATE``. chromedriver waits for every
+navigation, so the uploads are XHRs started by the page (as the shipped
+client does them) and the test reads the page while they run.
+"""
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from tests.browser import quit_chromium, start_chromium
+from tests.e2e.client import get_json
+from tests.e2e.proxy import ThrottlingProxy
+from tests.e2e.servers import serve
+
+pytestmark = pytest.mark.e2e
+
+MiB = 1024 * 1024
+RATE = 1 * MiB
+SIZE = 5 * MiB
+POLL = 0.05  # seconds between two looks at the page
+UPLOAD_ITEM = """
+const item = document.querySelector('#uploads li');
+return item && {id: item.dataset.uploadId, state: item.dataset.state,
+  percent: item.dataset.percent, outcome: item.dataset.outcome,
+  buffering: item.dataset.buffering,
+  result: item.querySelector('.result').textContent};
+"""
+LISTED = """
+const row = document.querySelector(`#my-uploads tr[data-upload-id="${arguments[0]}"]`);
+return row && {state: row.dataset.state, received: Number(row.dataset.received)};
+"""
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    settings = {"demo.upload_dir": str(tmp_path_factory.mktemp("uploads"))}
+    with serve("gunicorn", "tests.demo_app:wsgi_app()",
+               env={"UPLOAD_DEMO_SETTINGS": json.dumps(settings)}) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def proxy(server):
+    with ThrottlingProxy(server.port, rate=RATE) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def browser(proxy):
+    session, profile = start_chromium()
+    try:
+        session.get(proxy.url + "/")
+        session.find_element("name", "name").send_keys("alice")
+        session.find_element("name", "password").send_keys("alice")
+        session.find_element("css selector", "#signin button").click()
+        assert session.find_element("id", "user").text == "alice"
+        yield session
+    finally:
+        quit_chromium(session, profile)
+
+
+@pytest.fixture
+def upload_file(tmp_path):
+    path = tmp_path / "holiday-video.bin"
+    path.write_bytes(bytes(range(256)) * (SIZE // 256))
+    return path
+
+
+def start_upload(browser, path):
+    """Choose the file and press Upload; return the new upload's id."""
+    previous = browser.execute_script(UPLOAD_ITEM)
+    browser.find_element("id", "files").send_keys(str(path))
+    browser.find_element("css selector", "#upload-form button").click()
+    item = wait_for(browser, UPLOAD_ITEM, lambda i: i and i != previous and i["id"])
+    return item["id"]
+
+
+def wait_for(browser, script, condition, *args, timeout=15.0):
+    """Run ``script`` in the page until ``condition`` holds of its answer."""
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = browser.execute_script(script, *args)
+        if condition(answer):
+            return answer
+        assert time.monotonic() < deadline, f"gave up after {timeout} s: {answer}"
+        time.sleep(POLL)
+
+
+def percents_until(browser, condition, seen, timeout=15.0):
+    """Record the bar's percent while it uploads, until ``condition``."""
+    def look(item):
+        if item["state"] == "uploading" and item["percent"] is not None:
+            seen.append(float(item["percent"]))
+        return condition(item)
+    return wait_for(browser, UPLOAD_ITEM, look, timeout=timeout)
+
+
+def server_record(browser, server, upload_id):
+    """The upload as the report view tells its owner (alice's cookie)."""
+    cookie = "; ".join(f"{c['name']}={c['value']}" for c in browser.get_cookies())
+    status, _, record = get_json(server.port, f"/upload-progress?X-Progress-ID={upload_id}",
+                                 {"Cookie": cookie})
+    assert status == 200
+    return record
+
+
+def test_the_bar_moves_and_a_second_window_lists_the_upload(
+        browser, server, upload_file, tmp_path_factory):
+    upload_id = start_upload(browser, upload_file)
+    first_window = browser.current_window_handle
+    seen = []
+    percents_until(browser, lambda i: float(i["percent"] or 0) >= 20, seen)
+    wait_for(browser, LISTED, lambda row: row and row["state"] == "uploading", upload_id)
+    screenshot = tmp_path_factory.mktemp("screenshots") / "mid-upload.png"
+    browser.save_screenshot(str(screenshot))
+    print(f"\nmid-upload screenshot: {screenshot} (bar at {seen[-1]} %)")
+
+    page = browser.current_url
+    browser.switch_to.new_window("window")
+    browser.get(page)
+    received = set()
+    wait_for(browser, LISTED,
+             lambda row: row and (row["state"] != "uploading" or received.add(row["received"])
+                                  or len(received) >= 2), upload_id)
+    browser.close()
+    browser.switch_to.window(first_window)
+
+    final = percents_until(browser, lambda i: i["outcome"] is not None, seen)
+    intermediate = [p for p in seen if 0 < p < 100]
+    assert len(set(intermediate)) >= 3, seen
+    assert intermediate == sorted(intermediate)
+    assert len(received) >= 2, "the second window saw the upload move"
+    assert final["outcome"] == "stored", final
+    assert f"({SIZE} bytes" in final["result"]
+    assert final["buffering"] == "false"
+    record = server_record(browser, server, upload_id)
+    assert (record["state"], record["received"], record["status"]) == ("done", SIZE, 200)
+
+
+def test_cancel_stops_the_upload(browser, server, upload_file):
+    upload_id = start_upload(browser, upload_file)
+    percents_until(browser, lambda i: float(i["percent"] or 0) >= 10, [])
+    browser.find_element("css selector", "#uploads li .cancel").click()
+    final = wait_for(browser, UPLOAD_ITEM, lambda i: i["outcome"] is not None)
+    assert final["outcome"] == "cancelled", final
+    assert final["result"].startswith("Cancelled")
+    wait_for(browser, LISTED, lambda row: row["state"] == "error", upload_id)
+    record = server_record(browser, server, upload_id)
+    assert record["state"] == "error"
+    assert record["received"] < SIZE
+
+
+NGINX_STYLE_CLIENT = """
+// Front-end code as written for nginx's upload progress module: the id in
+// the upload's query string, polls with the X-Progress-ID header, a bar
+// drawn from state, received and size.
+var size = arguments[0], id = 'nginx' + Date.now();
+var bar = document.createElement('progress');
+bar.max = 1;
+document.body.appendChild(bar);
+window.nginxBar = {values: [], state: null};
+var upload = new XMLHttpRequest();
+upload.open('POST', '/upload?name=nginx.bin&X-Progress-ID=' + id);
+upload.setRequestHeader('X-CSRF-Token',
+  document.querySelector('meta[name=csrf-token]').getAttribute('content'));
+upload.send(new Blob([new Uint8Array(size)]));
+var timer = setInterval(function () {
+  var poll = new XMLHttpRequest();
+  poll.open('GET', '/upload-progress', true);
+  poll.setRequestHeader('X-Progress-ID', id);
+  poll.onreadystatechange = function () {
+    if (poll.readyState != 4 || poll.status != 200) return;
+    var progress = JSON.parse(poll.responseText);
+    window.nginxBar.state = progress.state;
+    if (progress.state == 'uploading') {
+      bar.value = progress.received / progress.size;
+      window.nginxBar.values.push(bar.value);
+    } else if (progress.state == 'done' || progress.state == 'error') {
+      clearInterval(timer);
+    }
+  };
+  poll.send(null);
+}, 250);
+"""
+
+
+def test_front_end_code_written_for_nginx_drives_a_bar(browser):
+    browser.execute_script(NGINX_STYLE_CLIENT, 2 * MiB)
+    bar = wait_for(browser, "return window.nginxBar",
+                   lambda b: b["state"] in ("done", "error"))
+    intermediate = [v for v in bar["values"] if 0 < v < 1]
+    assert bar["state"] == "done"
+    assert len(set(intermediate)) >= 3, bar
+    assert intermediate == sorted(intermediate)
+
+
+def test_a_buffering_proxy_shows_the_warning(browser, server, tmp_path):
+    upload_file = tmp_path / "buffered.bin"
+    upload_file.write_bytes(bytes(3 * MiB))
+    with ThrottlingProxy(server.port, rate=RATE, mode="buffering") as buffering:
+        browser.get_log("browser")  # forget earlier messages
+        browser.get(buffering.url + "/")
+        start_upload(browser, upload_file)
+        item = wait_for(browser, UPLOAD_ITEM, lambda i: i["buffering"] == "true")
+        assert item["state"] in ("starting", "uploading")
+        assert browser.find_element("css selector", "#uploads li .warning").is_displayed()
+        final = wait_for(browser, UPLOAD_ITEM, lambda i: i["outcome"] is not None)
+    assert final["outcome"] == "stored", final
+    warnings = [entry["message"] for entry in browser.get_log("browser")
+                if "is buffering the body" in entry["message"]]
+    assert len(warnings) == 1, warnings

@@ -1,0 +1,184 @@
+"""The demo app's views, through WebTest; and its .ini files."""
+import hashlib
+import re
+from pathlib import Path
+
+import pytest
+import webtest
+from pyramid.exceptions import ConfigurationError
+
+from tests.demo_app import ini, make_app
+
+ROOT = Path(__file__).resolve().parent.parent
+CLIENT_URL = "http://localhost/upload-progress/static/upload-progress.js"
+
+
+class RecordingInput:
+    """A non-seekable ``wsgi.input``, as real servers give, that records the
+    size of every read."""
+
+    def __init__(self, raw):
+        self.raw = raw
+        self.reads = []
+
+    def read(self, size=-1):
+        self.reads.append(size)
+        return self.raw.read(size)
+
+    def readline(self, size=-1):
+        return self.raw.readline(size)
+
+
+class RecordReads:
+    """WSGI middleware: swaps in a ``RecordingInput``; keeps the last one."""
+
+    def __init__(self, app):
+        self.app = app
+        self.last = None
+
+    def __call__(self, environ, start_response):
+        self.last = environ["wsgi.input"] = RecordingInput(environ["wsgi.input"])
+        environ.pop("webob.is_body_seekable", None)
+        return self.app(environ, start_response)
+
+
+@pytest.fixture
+def recorder(tmp_path):
+    return RecordReads(make_app(**{"demo.upload_dir": str(tmp_path),
+                                   "demo.max_upload_size": "1000000"}))
+
+
+@pytest.fixture
+def app(recorder):
+    return webtest.TestApp(recorder)
+
+
+def sign_in(app, name="alice", password="alice"):
+    form = app.get("/").forms[0]
+    form["name"], form["password"] = name, password
+    return form.submit()
+
+
+def csrf_token(page):
+    return re.search(r'<meta name="csrf-token" content="([^"]+)"', page.text)[1]
+
+
+def post_upload(app, body, *, token=None, name="data.bin", upload_id="demo-1", status=200):
+    token = token if token is not None else csrf_token(app.get("/"))
+    return app.post(f"/upload?name={name}&X-Progress-ID={upload_id}", body,
+                    headers={"X-CSRF-Token": token,
+                             "Content-Type": "application/octet-stream"},
+                    status=status)
+
+
+def test_anonymous_visitors_get_the_sign_in_form_with_a_csrf_token():
+    page = webtest.TestApp(make_app()).get("/")
+    form = page.forms[0]
+    assert form.action == "http://localhost/login"
+    assert form["csrf_token"].value == csrf_token(page)
+    assert "alice / alice" in page.text
+
+
+def test_signing_in_without_the_csrf_token_is_refused(app):
+    app.post("/login", {"name": "alice", "password": "alice"}, status=400)
+
+
+def test_a_wrong_password_shows_the_form_again_with_a_message(app):
+    page = sign_in(app, password="wrong")
+    assert "Unknown user or wrong password." in page.text
+    assert 'id="signin"' in page.text
+
+
+def test_a_signed_in_user_gets_the_upload_page_importing_the_shipped_client(app):
+    page = sign_in(app).follow()
+    assert '<strong id="user">alice</strong>' in page.text
+    importmap = re.search(r'<script type="importmap">(.*?)</script>', page.text)[1]
+    assert CLIENT_URL in importmap
+    assert b"export function upload(" in app.get(CLIENT_URL).body
+    assert "upload-progress.js" not in {p.name for p in (ROOT / "demo").rglob("*.js")}
+
+
+def test_user_names_reach_the_page_escaped():
+    app = webtest.TestApp(make_app(**{"demo.users": "<b>eve</b>:pw"}))
+    page = sign_in(app, "<b>eve</b>", "pw").follow()
+    assert "&lt;b&gt;eve&lt;/b&gt;" in page.text
+    assert "<b>eve</b>" not in page.text
+
+
+def test_an_upload_is_streamed_to_a_temporary_file_and_deleted(app, recorder, tmp_path):
+    sign_in(app)
+    body = bytes(range(256)) * 1200  # 300 KiB
+    answer = post_upload(app, body).json
+    assert answer["received"] == len(body)
+    assert answer["sha256"] == hashlib.sha256(body).hexdigest()
+    assert Path(answer["stored_as"]).parent == tmp_path
+    assert not Path(answer["stored_as"]).exists()
+    assert list(tmp_path.iterdir()) == []
+    assert 0 < max(recorder.last.reads) <= 64 * 1024
+    assert len(recorder.last.reads) >= len(body) // (64 * 1024)
+
+
+def test_the_upload_ends_done_in_the_users_listing_and_nobody_elses(app):
+    sign_in(app)
+    post_upload(app, b"x" * 5000, upload_id="listed-1")
+    [mine] = app.get("/upload-progress").json["uploads"]
+    assert (mine["id"], mine["state"], mine["received"]) == ("listed-1", "done", 5000)
+    bob = webtest.TestApp(app.app)
+    sign_in(bob, "bob", "bob")
+    assert bob.get("/upload-progress").json == {"uploads": []}
+
+
+def test_an_upload_over_the_limit_is_refused_unread_with_a_413(app, recorder):
+    sign_in(app)
+    answer = post_upload(app, b"x" * 1000001, upload_id="big-1", status=413).json
+    assert "larger than this demo's limit of 1000000 bytes" in answer["error"]
+    assert recorder.last.reads == []
+    record = app.get("/upload-progress?X-Progress-ID=big-1").json
+    assert (record["state"], record["status"]) == ("error", 413)
+
+
+def test_uploading_without_signing_in_is_a_403_json_error(app):
+    token = csrf_token(app.get("/"))
+    answer = post_upload(app, b"x" * 10, token=token, status=403).json
+    assert answer["error"]
+
+
+def test_uploading_without_the_csrf_header_is_a_400_json_error(app):
+    sign_in(app)
+    assert post_upload(app, b"x" * 10, token="forged", status=400).json["error"]
+
+
+def test_signing_out_forgets_the_user(app):
+    page = sign_in(app).follow()
+    page.forms[0].submit().follow()
+    assert 'id="signin"' in app.get("/").text
+    assert app.get("/upload-progress").json == {"uploads": []}
+
+
+def test_the_demo_needs_a_secret():
+    with pytest.raises(ConfigurationError, match="demo.secret"):
+        make_app(**{"demo.secret": ""})
+
+
+def test_development_ini_serves_with_gunicorn_gthread_on_the_readmes_port():
+    server = dict(ini().items("server:main"))
+    assert (server["use"], server["worker_class"]) == ("egg:gunicorn#main", "gthread")
+    assert server["control_socket_disable"] == "true"
+    assert int(server["threads"]) >= 8
+    assert server["bind"] == "127.0.0.1:6543"
+    assert "http://127.0.0.1:6543/" in (ROOT / "README.rst").read_text()
+
+
+def test_production_ini_runs_several_workers_on_the_redis_store():
+    production = ini("production.ini")
+    assert production.get("app:main", "upload_progress.store") == "redis"
+    assert production.get("app:main", "upload_progress.redis.url") == "redis://127.0.0.1:6379/0"
+    assert int(production.get("server:main", "workers")) > 1
+    assert production.get("server:main", "worker_class") == "gthread"
+
+
+def test_the_readme_starts_the_demo_with_development_ini_in_one_command():
+    [command] = [line.strip() for line in (ROOT / "README.rst").read_text().splitlines()
+                 if line.strip().startswith("python3 -m venv") and "pserve" in line]
+    assert "-e '.[demo]' -e ./demo" in command
+    assert command.endswith("pserve demo/development.ini")
