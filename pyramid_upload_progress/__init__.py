@@ -73,10 +73,7 @@ def set_upload_progress_store(config: Configurator, store: Any) -> None:
     choice is shown in the app's introspection (pyramid_debugtoolbar).
     """
     store = _checked_store(config.maybe_dotted(store), "set_upload_progress_store")
-    intr = config.introspectable("upload progress store", None,
-                                 config.object_description(store),
-                                 "upload progress store")
-    intr["store"] = store
+    intr = _introspectable(config, "upload progress store", store=store)
 
     def register() -> None:
         config.registry.registerUtility(store, IUploadProgressStore)
@@ -145,11 +142,8 @@ def _register_store_and_policy(config: Configurator, settings: UploadProgressSet
     if store is None:
         store = _checked_store(settings.store(registry.settings), "upload_progress.store")
         registry.registerUtility(store, IUploadProgressStore)
-        intr = config.introspectable("upload progress store", None,
-                                     config.object_description(store),
-                                     "upload progress store")
-        intr["store"] = store
-        intr.register(config.introspector, config.action_info)
+        _introspectable(config, "upload progress store", store=store).register(
+            config.introspector, config.action_info)
     else:
         _checked_store(store, "the registered IUploadProgressStore")
     inner = registry.queryUtility(IExecutionPolicy, default=default_execution_policy)
@@ -157,8 +151,15 @@ def _register_store_and_policy(config: Configurator, settings: UploadProgressSet
         inner, store, settings, health,
         per_process=isinstance(store, MemoryUploadProgressStore))
     registry.registerUtility(policy, IExecutionPolicy)
-    intr = config.introspectable("upload progress execution policy", None,
-                                 config.object_description(policy),
-                                 "upload progress execution policy")
-    intr["wraps"] = inner
-    intr.register(config.introspector, config.action_info)
+    _introspectable(config, "upload progress execution policy", policy=policy,
+                    wraps=inner).register(config.introspector, config.action_info)
+
+
+def _introspectable(config: Configurator, category: str, **values: Any) -> Any:
+    """What pyramid_debugtoolbar shows of one of our registrations: the
+    first of ``values`` describes it."""
+    intr = config.introspectable(category, None,
+                                 config.object_description(next(iter(values.values()))),
+                                 category)
+    intr.update(values)
+    return intr

@@ -14,6 +14,7 @@ from pyramid.response import Response
 from zope.interface import alsoProvides
 
 from pyramid_upload_progress import IUploadProgressStore, MemoryUploadProgressStore
+from pyramid_upload_progress.policy import UploadProgressPolicy
 
 from .test_functional import app, make_app, poll, upload, wsgi_call  # noqa: F401
 
@@ -214,3 +215,11 @@ def test_a_store_without_every_method_stops_the_app_at_start_up():
     alsoProvides(store, IUploadProgressStore)
     with pytest.raises(ConfigurationError, match="IUploadProgressStore"):
         make_app(store=store)
+
+
+def test_the_store_and_the_counting_policy_show_in_the_introspection():
+    app = make_app()
+    [store] = app.registry.introspector.get_category("upload progress store")
+    assert store["introspectable"]["store"] is app.registry.getUtility(IUploadProgressStore)
+    [policy] = app.registry.introspector.get_category("upload progress execution policy")
+    assert isinstance(policy["introspectable"]["policy"], UploadProgressPolicy)
