@@ -223,3 +223,48 @@ def test_the_store_and_the_counting_policy_show_in_the_introspection():
     assert store["introspectable"]["store"] is app.registry.getUtility(IUploadProgressStore)
     [policy] = app.registry.introspector.get_category("upload progress execution policy")
     assert isinstance(policy["introspectable"]["policy"], UploadProgressPolicy)
+
+
+def test_the_memory_store_warns_once_under_a_server_with_several_processes(caplog):
+    app = make_app()
+    with caplog.at_level(logging.WARNING, logger="pyramid_upload_progress"):
+        for n in range(3):
+            statuses, app_iter = wsgi_call(app, b"x" * 5000, query=f"X-Progress-ID=m{n}",
+                                           **{"wsgi.multiprocess": True})
+            app_iter.close()
+    [warning] = [r.getMessage() for r in caplog.records if "processes" in r.getMessage()]
+    assert "sqlite" in warning and "redis" in warning
+
+
+class FlappingStore(MemoryUploadProgressStore):
+    """A store that is down while ``down`` is true."""
+
+    def __init__(self):
+        super().__init__()
+        self.down = False
+
+    def start(self, *args):
+        if self.down:
+            raise ConnectionError("store is down")
+        return super().start(*args)
+
+    def get(self, *args):
+        if self.down:
+            raise ConnectionError("store is down")
+        return super().get(*args)
+
+
+def test_an_outage_is_logged_once_and_its_end_once(caplog):
+    store = FlappingStore()
+    app = webtest.TestApp(make_app(store=store))
+    with caplog.at_level(logging.WARNING, logger="pyramid_upload_progress"):
+        store.down = True
+        for n in range(5):
+            upload(app, upload_id=f"o{n}", size=5000)
+            poll(app, f"o{n}", status=503)
+        store.down = False
+        upload(app, upload_id="back", size=5000)
+        assert poll(app, "back").json["state"] == "done"
+    messages = [r.getMessage() for r in caplog.records]
+    assert len([m for m in messages if "failed" in m]) == 1
+    assert messages.count("upload progress: the store answers again") == 1
