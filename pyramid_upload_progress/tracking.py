@@ -58,7 +58,10 @@ class TrackedUpload:
         self._health = health
         self._owner = owner
         self._interval = interval
-        self._next_write = 0.0
+        # The start recorded nothing received: the first progress write is
+        # due an interval later.
+        self._next_write = time.monotonic() + (interval or 0.0)
+        self._unwritten = False
         self._stage: tuple[str, int | None, int | None] | None = None
         self._stage_written = True
         self._request: Any = None
@@ -105,12 +108,16 @@ class TrackedUpload:
     # The request's side.
 
     def _write_progress(self, data: bytes) -> None:
-        """Called with each read's new bytes; writes at most once per interval."""
+        """Called with each read's new bytes; writes at most once per
+        interval (counted from the end of the previous write). What is left
+        unwritten goes with the next write: a stage's, or the end's."""
         if time.monotonic() < self._next_write:
+            self._unwritten = True
             return
         store = self._store
         if store is None:
             return
+        self._unwritten = False
         try:
             cancelled = store.update(self.key, self.input.received, self.files)
         except Exception:
@@ -150,9 +157,13 @@ class TrackedUpload:
     def stage(self, name: str, done: int | None, total: int | None) -> None:
         """What the app is doing with the upload now: a new name is written
         at once, the same name again at most once per interval, and the last
-        call always by the end."""
+        call always by the end. Progress still unwritten is written first,
+        so that a bar shows all the body while the app works on it."""
         if self._store is None or self._finished:
             return
+        if self._unwritten:
+            self._next_write = 0.0
+            self._write_progress(b"")
         new_name = self._stage is None or self._stage[0] != name
         self._stage = (name, done, total)
         self._stage_written = False

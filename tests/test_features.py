@@ -372,7 +372,12 @@ class CountingStages(MemoryUploadProgressStore):
     def __init__(self, fail=False):
         super().__init__()
         self.stages = []
+        self.updates = []
         self.fail = fail
+
+    def update(self, key, received, files):
+        self.updates.append(received)
+        return super().update(key, received, files)
 
     def stage(self, key, name, done, total):
         if self.fail:
@@ -403,6 +408,8 @@ def test_a_throttled_store_gets_each_new_stage_at_once_and_the_last_call_by_the_
     app_iter.close()
     assert store.stages == [("resize", 0), ("store", None), ("copy", 0), ("copy", 99)]
     assert store.get("w1", "alice").stage == {"name": "copy", "done": 99, "total": 99}
+    # The body was read within the first interval: the first stage wrote it.
+    assert store.updates == [5000]
 
 
 def test_a_store_failing_on_a_stage_leaves_the_response_untouched():
