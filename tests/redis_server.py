@@ -72,7 +72,7 @@ def _missing(reason: str) -> None:
     message = f"Redis tests need a Redis: {reason}; {INSTALL}"
     if os.environ.get("CI"):
         pytest.fail(message, pytrace=False)
-    pytest.skip(message)
+    pytest.skip(message, allow_module_level=True)
 
 
 class RedisServer:

@@ -4,13 +4,13 @@
 -- operation's arguments. Keys (P = the prefix):
 --   P .. "u:" .. key     hash: one upload record
 --   P .. "id:" .. id     sorted set: the keys of the uploads with that
---                        client id, scored by start time
+--                        client id, each scored by its record's expiry
 --   P .. "o:" .. owner   sorted set: the keys of that owner's uploads,
---                        scored by start time
--- Every key has an expiry (PEXPIREAT, on the server's clock): a record
+--                        scored the same way
+-- Every key expires (PEXPIREAT, on the server's clock): a record
 -- ``stall + timeout`` after its last progress, ``timeout`` after its end;
--- an index no earlier than the latest of its records. Index entries whose
--- record has expired are removed whenever a read comes across them.
+-- an index with the last of its records (its highest score). Reads drop
+-- the entries of expired records (their scores are past) from an index.
 -- Times are the server's (TIME), kept as "seconds.microseconds" strings.
 
 local op, prefix = ARGV[1], ARGV[2]
@@ -22,48 +22,65 @@ local function record_key(key) return prefix .. 'u:' .. key end
 local function id_key(id) return prefix .. 'id:' .. id end
 local function owner_key(owner) return prefix .. 'o:' .. owner end
 
--- Make sure ``index`` lives at least until ``at_ms``.
-local function extend(index, at_ms)
-  local ttl = redis.call('PTTL', index)
-  if ttl == -2 then return end
-  if ttl == -1 or now_ms + ttl < at_ms then
-    redis.call('PEXPIREAT', index, string.format('%d', at_ms))
+-- Let ``index`` expire with the last of its records.
+local function expire_index(index)
+  local last = redis.call('ZRANGE', index, -1, -1, 'WITHSCORES')
+  if last[2] then
+    redis.call('PEXPIREAT', index, string.format('%d', tonumber(last[2])))
   end
 end
 
--- Expire record ``key`` at ``at_ms``, and its indexes no earlier.
+local function index(index, key, at_ms)
+  redis.call('ZADD', index, string.format('%d', at_ms), key)
+  expire_index(index)
+end
+
+-- Expire record ``key`` at ``at_ms``, and its indexes with it.
 local function expire(key, at_ms)
   local rk = record_key(key)
   redis.call('PEXPIREAT', rk, string.format('%d', at_ms))
   local fields = redis.call('HMGET', rk, 'id', 'owner')
-  if fields[1] then extend(id_key(fields[1]), at_ms) end
-  if fields[2] then extend(owner_key(fields[2]), at_ms) end
+  if fields[1] then index(id_key(fields[1]), key, at_ms) end
+  if fields[2] then index(owner_key(fields[2]), key, at_ms) end
+end
+
+local function unindex(index, key)
+  redis.call('ZREM', index, key)
+  expire_index(index)
 end
 
 local function forget(key)
   local rk = record_key(key)
   local fields = redis.call('HMGET', rk, 'id', 'owner')
   redis.call('DEL', rk)
-  if fields[1] then redis.call('ZREM', id_key(fields[1]), key) end
-  if fields[2] then redis.call('ZREM', owner_key(fields[2]), key) end
+  if fields[1] then unindex(id_key(fields[1]), key) end
+  if fields[2] then unindex(owner_key(fields[2]), key) end
+end
+
+-- The keys of ``index`` whose records are alive.
+local function live(index)
+  redis.call('ZREMRANGEBYSCORE', index, '-inf', string.format('%d', now_ms))
+  return redis.call('ZRANGE', index, 0, -1)
 end
 
 -- The record a poll for ``id`` by ``owner`` (false: none) answers: the newest
 -- of the owner's own, else the newest pending or ownerless one.
 local function find(id, owner)
-  local index = id_key(id)
-  local fallback = nil
-  for _, key in ipairs(redis.call('ZREVRANGE', index, 0, -1)) do
-    local fields = redis.call('HMGET', record_key(key), 'owner_known', 'owner')
+  local own, own_started, other, other_started = nil, -1, nil, -1
+  for _, key in ipairs(live(id_key(id))) do
+    local fields = redis.call('HMGET', record_key(key), 'owner_known', 'owner', 'started')
+    local started = tonumber(fields[3])
     if not fields[1] then
-      redis.call('ZREM', index, key)
+      unindex(id_key(id), key)
     elseif fields[2] then
-      if fields[2] == owner then return key end
-    elseif not fallback then
-      fallback = key
+      if fields[2] == owner and started > own_started then
+        own, own_started = key, started
+      end
+    elseif started > other_started then
+      other, other_started = key, started
     end
   end
-  return fallback
+  return own or other
 end
 
 local function answer(key)
@@ -84,10 +101,7 @@ if op == 'start' then
   redis.call('HSET', rk, 'path', path, 'started', now, 'updated', now,
              'received', '0', 'owner_known', '0', 'failed', '0', 'cancelled', '0')
   if size ~= '' then redis.call('HSET', rk, 'size', size) end
-  if id ~= '' then
-    redis.call('HSET', rk, 'id', id)
-    redis.call('ZADD', id_key(id), now, key)
-  end
+  if id ~= '' then redis.call('HSET', rk, 'id', id) end
   expire(key, now_ms + tonumber(ARGV[7]))
   return now
 
@@ -104,20 +118,16 @@ elseif op == 'set_owner' then
   -- key[, owner] (no owner argument: None)
   local key, owner = ARGV[3], ARGV[4]
   local rk = record_key(key)
-  local fields = redis.call('HMGET', rk, 'owner_known', 'id', 'started')
+  local fields = redis.call('HMGET', rk, 'owner_known', 'id')
   if fields[1] ~= '0' then return 0 end
   redis.call('HSET', rk, 'owner_known', '1')
   if not owner then return 1 end
   redis.call('HSET', rk, 'owner', owner)
-  redis.call('ZADD', owner_key(owner), fields[3], key)
-  extend(owner_key(owner), now_ms + redis.call('PTTL', rk))
+  index(owner_key(owner), key, now_ms + redis.call('PTTL', rk))
   if fields[2] then
-    local index = id_key(fields[2])
-    for _, other in ipairs(redis.call('ZRANGE', index, 0, -1)) do
+    for _, other in ipairs(live(id_key(fields[2]))) do
       local old = redis.call('HMGET', record_key(other), 'owner_known', 'owner', 'finished')
-      if not old[1] then
-        redis.call('ZREM', index, other)
-      elseif other ~= key and old[1] == '1' and old[2] == owner and old[3] then
+      if other ~= key and old[1] == '1' and old[2] == owner and old[3] then
         forget(other)
       end
     end
@@ -164,13 +174,12 @@ elseif op == 'cancel' then
   return answer(key)
 
 elseif op == 'list' then
-  -- owner -> {now, key, fields, key, fields, ...}, the newest first
-  local index = owner_key(ARGV[3])
+  -- owner -> {now, key, fields, key, fields, ...}, in no order
   local found = {now}
-  for _, key in ipairs(redis.call('ZREVRANGE', index, 0, -1)) do
+  for _, key in ipairs(live(owner_key(ARGV[3]))) do
     local fields = redis.call('HGETALL', record_key(key))
     if #fields == 0 then
-      redis.call('ZREM', index, key)
+      unindex(owner_key(ARGV[3]), key)
     else
       found[#found + 1] = key
       found[#found + 1] = fields

@@ -37,12 +37,12 @@ class RedisUploadProgressStore:
     :meth:`set_owner` and :meth:`finish`, per upload.
 
     Keys, under ``prefix``: ``u:<key>`` a hash per record; ``id:<upload id>``
-    and ``o:<owner>`` sorted sets of record keys, scored by start time, so
-    that a lookup by id costs O(the uploads with that id) and a listing
-    O(the owner's uploads), whatever else Redis holds. Every key expires by
-    itself on the server: a record ``stall_timeout + timeout`` after its last
-    progress and ``timeout`` after its end, an index no earlier than its
-    records. A worker killed mid-upload leaves nothing behind for longer
+    and ``o:<owner>`` sorted sets of record keys, each scored by its
+    record's expiry, so that a lookup by id costs O(the uploads with that
+    id) and a listing O(the owner's uploads), whatever else Redis holds.
+    Every key expires by itself on the server: a record ``stall_timeout +
+    timeout`` after its last progress and ``timeout`` after its end, an
+    index with the last of its records. A worker killed mid-upload leaves nothing behind for longer
     than ``stall_timeout + timeout``. There is no cap on the number of
     records (``max_uploads`` is the memory store's): Redis's own memory
     limit is the cap. A single Redis server (or a primary with replicas,
@@ -135,7 +135,8 @@ class RedisUploadProgressStore:
     def list(self, owner: str) -> list[UploadRecord]:
         clock, *found = self._call("list", owner)
         now = float(_text(clock))
-        return [self._record(key, fields, now) for key, fields in zip(found[::2], found[1::2])]
+        records = [self._record(key, fields, now) for key, fields in zip(found[::2], found[1::2])]
+        return sorted(records, key=lambda record: record.started, reverse=True)
 
 
 def _text(value: Any) -> str:
