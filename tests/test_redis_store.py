@@ -31,6 +31,9 @@ from pyramid_upload_progress.stores.redis import (  # noqa: E402
 )
 
 SOCKET_TIMEOUT = 0.3
+#: On top of a wait that should take SOCKET_TIMEOUT, for a loaded machine;
+#: a second attempt would take another SOCKET_TIMEOUT.
+SLACK = 0.25
 OTHER_OWNERS = 10_000
 
 
@@ -322,7 +325,7 @@ def test_a_stopped_redis_fails_a_call_at_once(fault_server, fault_store):
     fault_server.stop()
     elapsed, error = timed(lambda: fault_store.get("abc", "alice"))
     assert isinstance(error, redis.ConnectionError)
-    assert elapsed < SOCKET_TIMEOUT
+    assert elapsed < SOCKET_TIMEOUT + SLACK
 
 
 @pytest.mark.parametrize("connected", [False, True], ids=["new-connection", "pooled"])
@@ -336,7 +339,7 @@ def test_a_hung_redis_fails_a_call_after_socket_timeout_once(
     finally:
         fault_server.resume()
     assert isinstance(error, redis.TimeoutError)
-    assert SOCKET_TIMEOUT * 0.9 < elapsed < SOCKET_TIMEOUT * 1.9  # no retries
+    assert SOCKET_TIMEOUT * 0.9 < elapsed < SOCKET_TIMEOUT + SLACK  # no retries
 
 
 def test_the_store_answers_again_once_redis_is_back(fault_server, fault_store):
@@ -366,11 +369,11 @@ def test_a_hung_redis_costs_an_upload_one_socket_timeout_and_a_report_503(
                 start = time.monotonic()
                 answer = app.post(f"/upload?X-Progress-ID=u{n}", b"x" * 5000, headers=alice)
                 assert answer.json["read"] == 5000
-                assert time.monotonic() - start < SOCKET_TIMEOUT * 1.9
+                assert time.monotonic() - start < SOCKET_TIMEOUT + SLACK
                 start = time.monotonic()
                 report = app.get("/upload-progress?X-Progress-ID=u0", headers=alice,
                                  status=503)
-                assert time.monotonic() - start < SOCKET_TIMEOUT * 1.9
+                assert time.monotonic() - start < SOCKET_TIMEOUT + SLACK
                 assert report.content_type == "application/json"
     finally:
         fault_server.resume()
