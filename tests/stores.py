@@ -8,6 +8,7 @@ contract once per backend.
 """
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -63,4 +64,14 @@ def memory_backend(*, timeout: float, stall_timeout: float, max_uploads: int) ->
     return Backend(store, clock.advance, clock)
 
 
-BACKENDS: dict[str, BackendFactory] = {"memory": memory_backend}
+def redis_backend(*, timeout: float, stall_timeout: float, max_uploads: int) -> Backend:
+    """The Redis store on the session's redis-server, under a fresh key
+    prefix (it has no cap: ``max_uploads`` is the memory store's)."""
+    from .redis_server import session_server
+
+    server = session_server()
+    store = server.store(timeout=timeout, stall_timeout=stall_timeout)
+    return Backend(store, time.sleep, server.now)
+
+
+BACKENDS: dict[str, BackendFactory] = {"memory": memory_backend, "redis": redis_backend}
