@@ -42,14 +42,13 @@ def store_of(app: Any) -> Any:
 
 
 class GatedInput:
-    """A server input over ``data`` handing out at most ``chunk`` bytes per
-    read; before the reads numbered in ``gates`` (from 0) it signals
+    """A server input over ``data``, answering each read in full as a server
+    does; before the reads numbered in ``gates`` (from 0) it signals
     ``waiting`` and blocks until ``go`` is set."""
 
-    def __init__(self, data: bytes, chunk: int = 1000, gates: tuple[int, ...] = ()) -> None:
+    def __init__(self, data: bytes, gates: tuple[int, ...] = ()) -> None:
         self._data = data
         self._pos = 0
-        self._chunk = chunk
         self._gates = set(gates)
         self._reads = 0
         self.waiting = threading.Event()
@@ -64,7 +63,7 @@ class GatedInput:
         self._reads += 1
         if size is None or size < 0:
             size = len(self._data)
-        data = self._data[self._pos:self._pos + min(size, self._chunk)]
+        data = self._data[self._pos:self._pos + size]
         self._pos += len(data)
         return data
 
