@@ -126,9 +126,9 @@ class MultipartScanner:
         if block.startswith(b"--"):
             self._state = _END
             return b""
-        end = block.find(b"\r\n\r\n")
+        end = block.find(b"\r\n\r\n", 0, MAX_HEADER_BLOCK + 4)
         if end < 0:
-            if len(block) > MAX_HEADER_BLOCK:
+            if len(block) >= MAX_HEADER_BLOCK + 4:
                 self._state = _END
                 return b""
             self._held = block

@@ -6,6 +6,10 @@ from typing import Any
 
 Observer = Callable[[bytes], None]
 
+_AS_CALLED: Any = object()
+"""The default size of ``read`` and ``readline``: the caller gave none, so
+neither is the server's input given one."""
+
 
 class UploadCancelled(Exception):
     """Raised by a read of a tracked upload's body once the upload has been
@@ -89,26 +93,61 @@ class CountingInput:
         self.received += len(new)
         if self.observe is not None:
             self.observe(new)
+        if self.cancelled:
+            raise self._refuse()
         return data
 
-    def read(self, size: int | None = -1) -> bytes:
-        """Read up to ``size`` bytes (all that is left if -1 or None)."""
+    def _count_line(self, size: Any) -> bytes:
+        """``readline`` of a chunked body, or of bytes read again."""
+        left = self._left
+        if left is not None:
+            if not left:
+                self._eof = True
+                return b""
+            if size is not _AS_CALLED and size is not None and 0 <= left < size:
+                size = left
+        try:
+            data = self._raw.readline() if size is _AS_CALLED else self._raw.readline(size)
+        except Exception:
+            self.disconnected = True
+            raise
+        if left is not None and len(data) > left:
+            data = data[:left]
+        return self._count(data, len(data), size)
+
+    def read(self, size: Any = _AS_CALLED) -> bytes:
+        """Read up to ``size`` bytes; without one, what the server's
+        ``read()`` gives (all that is left)."""
+        return self._through(self._raw.read, size)
+
+    def _into(self, method: Callable[[Any], int | None], buffer: Any) -> int:
+        """A ``readinto`` of the server's, counted as a read (only inputs
+        such as ``BytesIO`` have one: no server's does)."""
+        view = memoryview(buffer).cast("B")
+
+        def read_into(size: int) -> bytes:
+            return view[:method(view[:size]) or 0].tobytes()
+
+        return len(self._through(read_into, len(view)))
+
+    def _through(self, method: Callable[..., bytes], size: Any) -> bytes:
         if self.cancelled:
             raise self._refuse()
         left = self._left
-        if left is not None and (size is None or size < 0 or size > left):
-            size = left
-        if size == 0:
-            if left == 0:
-                self._eof = True
-            return b""
+        if left is not None:
+            if size is _AS_CALLED or size is None or size < 0 or size > left:
+                size = left
+            if size == 0:
+                if left == 0:
+                    self._eof = True
+                return b""
         try:
-            data = self._raw.read(size)
+            data = method() if size is _AS_CALLED else method(size)
         except Exception:
             self.disconnected = True
             raise
         n = len(data)
-        if left is not None and size is not None and n < size:
+        if left is not None and n < size:
             self.disconnected = True
         return self._count(data, n, size)
 
@@ -117,53 +156,57 @@ class _Methods:
     """The optional methods of a WSGI input, as :class:`CountingInput`
     answers them; :func:`counting_input` takes those the server's has."""
 
-    def readline(self: Any, size: int | None = -1) -> bytes:
+    def readline(self: Any, size: Any = _AS_CALLED) -> bytes:
         """Read one line, of at most ``size`` bytes if given (the server's
         ``readline`` is asked with a size only when the caller gave one)."""
         if self.cancelled:
             raise self._refuse()
         left = self._left
-        sized = size is not None and size >= 0
-        if left is not None and (not sized or size > left):  # type: ignore[operator]
-            if not left:
-                self._eof = True
-                return b""
-            limit = left
-        else:
-            limit = size
-        if limit == 0:
+        if left is None or self._behind:
+            return self._count_line(size)
+        if not left:
+            self._eof = True
             return b""
         try:
-            data = self._raw.readline(size) if sized else self._raw.readline()
+            if size is _AS_CALLED or size is None or size < 0:
+                limit = left
+                data = self._raw.readline() if size is _AS_CALLED else self._raw.readline(size)
+            else:
+                limit = size if size < left else left
+                if not limit:
+                    return b""
+                data = self._raw.readline(limit)
         except Exception:
             self.disconnected = True
             raise
+        # _count written out: a line is a short read, and calls add up.
         n = len(data)
-        if limit is not None:
-            if n > limit:
-                data = data[:limit]
-                n = limit
-            elif n < limit and left is not None and data[-1:] != b"\n":
-                self.disconnected = True
-        if n and not self._behind and left is not None:
-            # _count written out: a line is a short read, and calls add up.
-            self._left = left - n
-            self.received += n
-            if self.observe is not None:
-                self.observe(data)
-            return data
-        return self._count(data, n, limit)
+        if n >= limit:
+            if n > left:
+                data = data[:left]
+                n = left
+        elif data[-1:] != b"\n":
+            self.disconnected = True
+            if not n:
+                self._eof = True
+                return data
+        self._left = left - n
+        self.received += n
+        if self.observe is not None:
+            self.observe(data)
+        if self.cancelled:
+            raise self._refuse()
+        return data
 
-    def readlines(self: Any, hint: int | None = -1) -> list[bytes]:
-        """The server's ``readlines``, hint included, counted."""
+    def readlines(self: Any, *hint: int | None) -> list[bytes]:
+        """The server's ``readlines``, called as it was called, counted."""
         if self.cancelled:
             raise self._refuse()
         if self._left == 0:
             self._eof = True
             return []
         try:
-            lines = self._raw.readlines(hint) if hint is not None and hint > 0 \
-                else self._raw.readlines()
+            lines = self._raw.readlines(*hint)
         except Exception:
             self.disconnected = True
             raise
@@ -171,9 +214,19 @@ class _Methods:
             lines = _cap(lines, self._left)
         for line in lines:
             self._count(line, len(line), None)
-        if not lines:
-            self._count(b"", 0, None)
         return lines
+
+    def read1(self: Any, size: int = -1) -> bytes:
+        """The server's ``read1``, within the Content-Length, counted."""
+        return self._through(self._raw.read1, size)
+
+    def readinto(self: Any, buffer: Any) -> int:
+        """The server's ``readinto``, within the Content-Length, counted."""
+        return self._into(self._raw.readinto, buffer)
+
+    def readinto1(self: Any, buffer: Any) -> int:
+        """The server's ``readinto1``, within the Content-Length, counted."""
+        return self._into(self._raw.readinto1, buffer)
 
     def __iter__(self: Any) -> Iterator[bytes]:
         return self
@@ -183,6 +236,8 @@ class _Methods:
         if not line:
             raise StopIteration
         return line
+
+    next = __next__
 
     def seek(self: Any, offset: int, whence: int = 0) -> int:
         """Move in a seekable input: bytes read again are not counted again."""
@@ -216,15 +271,32 @@ def _cap(lines: list[bytes], left: int) -> list[bytes]:
     return kept
 
 
-_OPTIONAL = ("readline", "readlines", "__iter__", "seek", "tell", "close")
+_OPTIONAL = ("readline", "readlines", "read1", "readinto", "readinto1", "__iter__",
+             "next", "seek", "tell", "close")
 _classes: dict[type, type[CountingInput]] = {}
 
 
+def _forward(name: str) -> Callable[..., Any]:
+    def forward(self: Any, *args: Any, **kwargs: Any) -> Any:
+        return getattr(self._raw, name)(*args, **kwargs)
+
+    forward.__name__ = name
+    forward.__doc__ = f"The server's input's ``{name}``, as it is."
+    return forward
+
+
 def _class_for(raw_type: type) -> type[CountingInput]:
+    """A class with the methods of ``raw_type``: the reading ones counted,
+    any other public one (gunicorn's ``getsize``, cheroot's
+    ``read_trailer_lines``) passed on as it is."""
     names = [name for name in _OPTIONAL if hasattr(raw_type, name)]
     if "__iter__" in names:
         names.append("__next__")
     namespace: dict[str, Any] = {name: _Methods.__dict__[name] for name in names}
+    for name in dir(raw_type):
+        if not name.startswith("_") and name not in namespace and name != "read" \
+                and callable(getattr(raw_type, name)):
+            namespace[name] = _forward(name)
     namespace["__slots__"] = ()
     cls = type(f"CountingInput[{raw_type.__name__}]", (CountingInput,), namespace)
     _classes[raw_type] = cls

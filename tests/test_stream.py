@@ -626,3 +626,20 @@ def test_webob_seekable_body_read_twice_is_counted_once(progress):
     assert request.body_file.read() == BODY
     assert stream.received == len(BODY)
     assert progress.values == [len(BODY)]
+
+
+def test_every_way_a_bytesio_reads_is_counted(progress):
+    stream = counting(io.BytesIO(BODY + b"garbage"), len(BODY), progress)
+    buffer = bytearray(5)
+    assert stream.readinto(buffer) == 5 and bytes(buffer) == BODY[:5]
+    assert stream.read1(6) == BODY[5:11]
+    assert stream.readinto1(bytearray(100)) == len(BODY) - 11
+    assert stream.read() == b""
+    assert (stream.received, progress.data) == (len(BODY), BODY)
+
+
+def test_other_methods_of_the_servers_input_are_passed_on():
+    raw = io.BytesIO(BODY)
+    stream = counting_input(raw, len(BODY))
+    assert stream.getvalue() == BODY
+    assert stream.readable() is True

@@ -1,0 +1,152 @@
+"""Attack: cancelling races, in process, with the upload blocked mid-body.
+
+DESIGN.md, "Cancelling an upload": ``DELETE`` with an id answers 200 with
+the UPLOAD, ``cancelled: true``, or 404 unless that upload is still
+receiving its body (unknown, someone else's, finished, or already read
+whole). After a 200 the upload's next read raises ``UploadCancelled``,
+answered 409 JSON; "the record ends in state error, cancelled: true,
+status 409".
+"""
+from __future__ import annotations
+
+import random
+import threading
+
+import webtest
+from pyramid.response import Response
+
+from tests.attack_app import Background, GatedInput, WAIT, make_app, serve_upload, store_of
+
+SIZE = 200_000
+READS = -(-SIZE // 8192)
+"""How many reads of the server's input the view's 8 KiB buffer makes."""
+ALICE = {"X-User": "alice"}
+BOB = {"X-User": "bob"}
+
+
+def read_all(request):
+    """Reads the whole body in 1000-byte pieces, then answers."""
+    data = b"".join(iter(lambda: request.body_file.read(1000), b""))
+    return Response(json={"read": len(data)})
+
+
+HOLD_READ = threading.Event()
+HOLD_GO = threading.Event()
+
+
+def read_all_then_hold(request):
+    """Reads the whole body, then waits before it answers."""
+    data = request.body_file.read()
+    HOLD_READ.set()
+    HOLD_GO.wait(WAIT)
+    return Response(json={"read": len(data)})
+
+
+def make():
+    app = make_app({"read": read_all, "hold": read_all_then_hold})
+    return app, webtest.TestApp(app)
+
+
+def upload_in_background(app, upload_id, gates, headers=ALICE):
+    raw = GatedInput(b"u" * SIZE, gates=gates)
+    thread = Background(lambda: serve_upload(app, None, "/read", raw=raw, headers=headers,
+                                             query=f"X-Progress-ID={upload_id}"))
+    thread.start()
+    assert raw.waiting.wait(WAIT)
+    return raw, thread
+
+
+def cancel(client, upload_id, headers=ALICE):
+    return client.delete(f"/upload-progress?X-Progress-ID={upload_id}", headers=headers,
+                         expect_errors=True)
+
+
+def test_a_delete_while_the_upload_reads_ends_it_with_409():
+    app, client = make()
+    raw, thread = upload_in_background(app, "c1", gates=(5,))
+    answer = cancel(client, "c1")
+    assert answer.status_int == 200 and answer.json["cancelled"] is True
+    raw.go.set()
+    response = thread.result()
+    assert response.status_int == 409
+    assert response.json == {"error": "upload cancelled"}
+    record = store_of(app).get("c1", "alice")
+    assert (record.state, record.cancelled, record.status) == ("error", True, 409)
+
+
+def test_a_delete_during_the_last_read_still_ends_the_upload_cancelled():
+    """The DELETE comes while the read that brings the last bytes is in the
+    server's hands: the upload was still receiving, so the DELETE answers
+    200 ``cancelled: true`` - and then the record must end cancelled."""
+    app, client = make()
+    last = READS - 1
+    raw, thread = upload_in_background(app, "c2", gates=(last,))
+    answer = cancel(client, "c2")
+    raw.go.set()
+    thread.result()
+    record = store_of(app).get("c2", "alice")
+    if answer.status_int == 200:
+        assert (record.state, record.cancelled) == ("error", True)
+    else:
+        assert answer.status_int == 404
+
+
+def test_a_delete_after_the_body_was_read_whole_is_404():
+    app, client = make()
+    HOLD_READ.clear()
+    HOLD_GO.clear()
+    thread = Background(lambda: serve_upload(app, b"x" * SIZE, "/hold", headers=ALICE,
+                                             query="X-Progress-ID=c3"))
+    thread.start()
+    try:
+        assert HOLD_READ.wait(WAIT)
+        assert store_of(app).get("c3", "alice").state == "uploading"
+        assert cancel(client, "c3").status_int == 404
+    finally:
+        HOLD_GO.set()
+    assert thread.result().json == {"read": SIZE}
+    assert cancel(client, "c3").status_int == 404
+    record = store_of(app).get("c3", "alice")
+    assert (record.state, record.cancelled) == ("done", False)
+
+
+def test_a_delete_of_another_users_upload_is_404_and_leaves_it_alone():
+    app, client = make()
+    raw, thread = upload_in_background(app, "c4", gates=(3,))
+    answer = cancel(client, "c4", headers=BOB)
+    assert answer.status_int == 404
+    assert answer.json == {"error": "no upload in progress with this id"}
+    raw.go.set()
+    assert thread.result().json == {"read": SIZE}
+    record = store_of(app).get("c4", "alice")
+    assert (record.state, record.cancelled, record.received) == ("done", False, SIZE)
+
+
+def test_a_double_delete_cancels_once():
+    app, client = make()
+    raw, thread = upload_in_background(app, "c5", gates=(2,))
+    assert cancel(client, "c5").status_int == 200
+    assert cancel(client, "c5").status_int in (200, 404)
+    raw.go.set()
+    assert thread.result().status_int == 409
+    assert cancel(client, "c5").status_int == 404
+    record = store_of(app).get("c5", "alice")
+    assert (record.state, record.cancelled, record.status) == ("error", True, 409)
+
+
+def test_deletes_at_random_moments_are_kept_or_refused_never_lost():
+    """Whatever the moment: a DELETE that answered 200 ends the upload 409
+    and cancelled; one that answered 404 leaves it done."""
+    app, client = make()
+    rng = random.Random(14)
+    for turn in range(40):
+        upload_id = f"r{turn}"
+        raw, thread = upload_in_background(app, upload_id, gates=(rng.randrange(READS),))
+        answer = cancel(client, upload_id)
+        raw.go.set()
+        response = thread.result()
+        record = store_of(app).get(upload_id, "alice")
+        if answer.status_int == 200:
+            assert (response.status_int, record.state, record.cancelled) == (409, "error", True), turn
+        else:
+            assert (response.status_int, record.state, record.cancelled) == (200, "done", False), turn

@@ -1,0 +1,122 @@
+"""Attack: secrets of the upload and of the poll never show in an answer.
+
+DESIGN.md: ``path`` is "the request path (never the query string: it may
+hold secrets)", and "No other data from the request environment is ever
+exposed". Secrets go in the query strings, headers and cookies of uploads
+and of polls; every answer at the report path - listing, by id, starting,
+400, 403, 404, 405, 500, 503, DELETE, and the 409 of a cancelled upload -
+is scanned, body and headers.
+"""
+from __future__ import annotations
+
+import pytest
+import webtest
+from zope.interface import implementer
+
+from pyramid_upload_progress import IUploadProgressStore
+from tests.attack_app import Background, GatedInput, WAIT, make_app, serve_upload
+from tests.test_attack_cancel import read_all
+
+SECRETS = [f"S3CR3T{n}x" for n in range(12)]
+UPLOAD_HEADERS = {
+    "X-User": "alice",
+    "Authorization": f"Bearer {SECRETS[0]}",
+    "X-Api-Key": SECRETS[1],
+    "Cookie": f"session={SECRETS[2]}; csrf={SECRETS[3]}",
+    "Referer": f"http://127.0.0.1/form?token={SECRETS[4]}",
+}
+UPLOAD_QUERY = f"token={SECRETS[5]}&X-Progress-ID=sec1&sig={SECRETS[6]}"
+POLL_HEADERS = {
+    "X-User": "alice",
+    "Authorization": f"Basic {SECRETS[7]}",
+    "Cookie": f"session={SECRETS[8]}",
+}
+POLL_SECRET = f"token={SECRETS[9]}"
+
+
+def owner_that_fails(request):
+    raise RuntimeError(f"lookup failed for {SECRETS[10]}")
+
+
+@implementer(IUploadProgressStore)
+class DownStore:
+    throttled = False
+
+    def _down(self, *args):
+        raise ConnectionError(f"store down, password={SECRETS[11]}")
+
+    start = update = set_owner = stage = finish = discard = get = list = cancel = _down
+
+
+def assert_no_secret(response):
+    text = response.body.decode("latin-1") + repr(response.headerlist)
+    leaked = [secret for secret in SECRETS if secret in text]
+    assert not leaked, (response.status, text[:500])
+
+
+@pytest.fixture(scope="module")
+def app():
+    app = make_app({"read": read_all}, {"upload_progress.permission": "view"})
+    serve_upload(app, b"x" * 5000, "/read", headers=UPLOAD_HEADERS, query=UPLOAD_QUERY)
+    return app
+
+
+@pytest.mark.parametrize("path,method,headers,status", [
+    (f"/upload-progress?{POLL_SECRET}", "GET", POLL_HEADERS, 200),
+    (f"/upload-progress?X-Progress-ID=sec1&{POLL_SECRET}", "GET", POLL_HEADERS, 200),
+    (f"/upload-progress?X-Progress-ID=sec1&{POLL_SECRET}", "HEAD", POLL_HEADERS, 200),
+    (f"/upload-progress?X-Progress-ID=unknown&{POLL_SECRET}", "GET", POLL_HEADERS, 200),
+    (f"/upload-progress?X-Progress-ID={SECRETS[9]}!&{POLL_SECRET}", "GET", POLL_HEADERS, 400),
+    (f"/upload-progress?X-Progress-ID=sec1&{POLL_SECRET}", "GET",
+     {"Cookie": POLL_HEADERS["Cookie"]}, 403),
+    (f"/upload-progress?X-Progress-ID=sec1&{POLL_SECRET}", "DELETE", POLL_HEADERS, 404),
+    (f"/upload-progress?{POLL_SECRET}", "DELETE", POLL_HEADERS, 400),
+    (f"/upload-progress?X-Progress-ID=sec1&{POLL_SECRET}", "POST", POLL_HEADERS, 405),
+    (f"/upload-progress?X-Progress-ID=sec1&{POLL_SECRET}", "PUT", POLL_HEADERS, 405),
+])
+def test_no_report_answer_shows_a_secret(app, path, method, headers, status):
+    response = webtest.TestApp(app).request(path, method=method, headers=headers,
+                                            expect_errors=True)
+    assert response.status_int == status
+    assert_no_secret(response)
+
+
+def test_the_uploads_record_holds_only_its_path(app):
+    answer = webtest.TestApp(app).get("/upload-progress?X-Progress-ID=sec1",
+                                      headers=POLL_HEADERS).json
+    assert answer["path"] == "/read" and answer["state"] == "done"
+
+
+def test_a_failing_owner_lookup_answers_500_without_a_secret():
+    app = make_app({"read": read_all},
+                   {"upload_progress.owner": f"{__name__}.owner_that_fails"})
+    response = webtest.TestApp(app).get(f"/upload-progress?{POLL_SECRET}",
+                                        headers=POLL_HEADERS, status=500)
+    assert_no_secret(response)
+
+
+def test_a_store_that_is_down_answers_503_without_a_secret():
+    app = make_app({"read": read_all}, store=DownStore())
+    for path in (f"/upload-progress?{POLL_SECRET}",
+                 f"/upload-progress?X-Progress-ID=sec1&{POLL_SECRET}"):
+        response = webtest.TestApp(app).get(path, headers=POLL_HEADERS, status=503)
+        assert_no_secret(response)
+
+
+def test_a_cancel_and_the_cancelled_uploads_409_show_no_secret():
+    app = make_app({"read": read_all})
+    raw = GatedInput(b"u" * 100_000, gates=(2,))
+    thread = Background(lambda: serve_upload(app, None, "/read", raw=raw,
+                                             headers=UPLOAD_HEADERS, query=UPLOAD_QUERY))
+    thread.start()
+    assert raw.waiting.wait(WAIT)
+    try:
+        cancelled = webtest.TestApp(app).delete(
+            f"/upload-progress?X-Progress-ID=sec1&{POLL_SECRET}", headers=POLL_HEADERS)
+    finally:
+        raw.go.set()
+    assert cancelled.json["cancelled"] is True
+    assert_no_secret(cancelled)
+    response = thread.result()
+    assert response.status_int == 409
+    assert_no_secret(response)
