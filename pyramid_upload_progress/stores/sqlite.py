@@ -1,0 +1,406 @@
+"""The SQLite store: one file shared by the worker processes of one host."""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+from urllib.parse import quote
+
+from pyramid.exceptions import ConfigurationError
+from zope.interface import implementer
+
+from ..interfaces import IUploadProgressStore
+from ..record import UploadRecord
+
+log = logging.getLogger(__name__)
+
+BUSY_TIMEOUT = 0.1
+"""Seconds a write may wait for another process's write lock before it
+fails (and its upload goes on untracked)."""
+
+PURGE_BATCH = 8
+"""Expired records forgotten per :meth:`SQLiteUploadProgressStore.start`
+at the most: expiry costs every upload a bounded amount, never a sweep."""
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS uploads (
+    key TEXT NOT NULL UNIQUE,
+    id TEXT,
+    path TEXT NOT NULL,
+    size INTEGER,
+    started REAL NOT NULL,
+    updated REAL NOT NULL,
+    received INTEGER NOT NULL DEFAULT 0,
+    finished REAL,
+    status INTEGER,
+    failed INTEGER NOT NULL DEFAULT 0,
+    owner TEXT,
+    owner_known INTEGER NOT NULL DEFAULT 0,
+    cancelled INTEGER NOT NULL DEFAULT 0,
+    files TEXT,
+    stage TEXT,
+    expires REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS uploads_by_id ON uploads (id) WHERE id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS uploads_by_owner ON uploads (owner, started)
+    WHERE owner IS NOT NULL;
+CREATE INDEX IF NOT EXISTS uploads_by_expiry ON uploads (expires);
+CREATE INDEX IF NOT EXISTS uploads_by_end ON uploads (finished)
+    WHERE finished IS NOT NULL;
+"""
+"""One row per upload. ``expires`` is when the row may be forgotten (see
+``UploadRecord.expires``); ``owner`` is NULL while the upload is pending
+and for an upload owned by nobody (``owner_known`` tells them apart);
+``files`` and ``stage`` are JSON text. The rowid orders uploads that
+started at the same instant."""
+
+_COLUMNS = ("key, id, path, size, started, updated, received, finished, status, "
+            "failed, owner, owner_known, cancelled, files, stage")
+_NEWEST_FIRST = "ORDER BY started DESC, rowid DESC"
+
+_INHERITED: list[sqlite3.Connection] = []
+"""Connections opened by another process, before a fork: kept referenced,
+so that they are never closed here. SQLite forbids even closing a connection inherited across a
+fork: its clean-up could delete what the parent still uses."""
+
+
+class _ThreadConnection:
+    """One thread's connection, and the process and file it belongs to."""
+
+    __slots__ = ("connection", "pid", "file")
+
+    def __init__(self, connection: sqlite3.Connection, file: tuple[int, int]) -> None:
+        self.connection = connection
+        self.pid = os.getpid()
+        self.file = file
+
+    def __del__(self) -> None:
+        # Runs when the thread ends, and in a forked child for the threads
+        # that did not survive the fork: close only what this process opened.
+        if self.pid == os.getpid():
+            self.connection.close()
+        else:
+            _INHERITED.append(self.connection)
+
+
+@implementer(IUploadProgressStore)
+class SQLiteUploadProgressStore:
+    """Upload records in one SQLite file, shared by the processes of a host.
+
+    Python's own ``sqlite3``; nothing to install or run. The file is in WAL
+    mode, so a poll (a read) never waits for a write nor a write for a poll;
+    writes are serialised by SQLite's lock, and one that cannot take it
+    within :data:`BUSY_TIMEOUT` (0.1 s) raises: the add-on then serves that
+    upload untracked rather than hold it up. ``synchronous = OFF``: progress
+    is ephemeral, a record lost to a power cut costs nothing. Every call is
+    one transaction: one statement, or ``BEGIN IMMEDIATE`` around several.
+
+    Connections: one per thread of each process, opened lazily by the
+    thread's first call (``threading.local``). A transaction belongs to a
+    connection, so threads sharing one would have to queue for it behind a
+    lock of ours, where the busy timeout does not bound the wait. A
+    connection is never used by a process other than the one that opened it:
+    after a fork (gunicorn's ``preload_app`` forks once the app is made) the
+    child opens its own, and never closes one it inherited.
+
+    The file is made, with its schema, by :func:`sqlite_store_factory` when
+    the app starts; a thread's connection never creates it (``mode=rw``).
+    Before each call the store checks that the path still names the file its
+    connection has open: if the file was deleted, one process makes it anew
+    (under a lock on its directory, removing the old ``-wal`` and ``-shm``
+    files, which would otherwise be read as part of the new database), and
+    every connection moves to the new file. A file that is corrupted,
+    read-only or on a full disk makes calls raise (uploads untracked, polls
+    503) until it is fixed.
+
+    Expiry needs no background thread: each :meth:`start` forgets at most
+    :data:`PURGE_BATCH` expired records, oldest first, and reads never
+    return an expired one. At ``max_uploads`` records, the oldest finished
+    one is forgotten to make room; only when all are in progress is a new
+    upload declined (served untracked, one warning per process).
+
+    ``clock`` gives epoch seconds (one clock for the whole host); tests pass
+    their own.
+    """
+
+    throttled = True
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        timeout: float = 300.0,
+        stall_timeout: float = 3600.0,
+        max_uploads: int = 10000,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.path = os.path.abspath(path)
+        self.timeout = timeout
+        self.stall_timeout = stall_timeout
+        self.max_uploads = max_uploads
+        self._clock = clock
+        self._local = threading.local()
+        self._full = False
+
+    def create(self) -> None:
+        """Make the file and its schema, if need be, and check that it can
+        be written; raise ``sqlite3.Error`` or ``OSError`` if not."""
+        with self._directory_locked():
+            self._create()
+
+    def start(self, upload_id: str | None, path: str, size: int | None,
+              progress: Any) -> str | None:
+        now = self._clock()
+        key = os.urandom(9).hex()
+        with self._transaction() as db:
+            db.execute("DELETE FROM uploads WHERE rowid IN (SELECT rowid FROM "
+                       "uploads WHERE expires <= ? ORDER BY expires LIMIT ?)",
+                       (now, PURGE_BATCH))
+            [count] = db.execute("SELECT count(*) FROM uploads").fetchone()
+            if count >= self.max_uploads:
+                evicted = db.execute(
+                    "DELETE FROM uploads WHERE rowid = (SELECT rowid FROM uploads "
+                    "WHERE finished IS NOT NULL ORDER BY finished LIMIT 1)").rowcount
+                if not evicted:
+                    self._warn_full()
+                    return None
+            db.execute(
+                "INSERT INTO uploads (key, id, path, size, started, updated, expires) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (key, upload_id, path, size, now, now, self._live_until(now)))
+        self._full = False
+        return key
+
+    def update(self, key: str, received: int, files: list[dict[str, Any]] | None) -> bool:
+        now = self._clock()
+        db = self._connection()
+        written = db.execute(
+            "UPDATE uploads SET received = ?, files = ?, updated = ?, expires = ? "
+            "WHERE key = ? AND NOT cancelled",
+            (received, _json(files), now, self._live_until(now), key)).rowcount
+        if written:
+            return False
+        row = db.execute("SELECT cancelled FROM uploads WHERE key = ?", (key,)).fetchone()
+        return row is not None and bool(row[0])
+
+    def set_owner(self, key: str, owner: str | None) -> None:
+        with self._transaction() as db:
+            known = db.execute("UPDATE uploads SET owner = ?, owner_known = 1 "
+                               "WHERE key = ? AND NOT owner_known", (owner, key)).rowcount
+            if known and owner is not None:
+                db.execute("DELETE FROM uploads WHERE owner = ? AND key != ? "
+                           "AND finished IS NOT NULL "
+                           "AND id = (SELECT id FROM uploads WHERE key = ?)",
+                           (owner, key, key))
+
+    def stage(self, key: str, name: str, done: int | None, total: int | None) -> None:
+        stage = {"name": name, "done": done, "total": total}
+        self._connection().execute("UPDATE uploads SET stage = ? WHERE key = ?",
+                                   (_json(stage), key))
+
+    def finish(self, key: str, received: int, files: list[dict[str, Any]] | None,
+               status: int | None, failed: bool, cancelled: bool) -> None:
+        now = self._clock()
+        self._connection().execute(
+            "UPDATE uploads SET received = ?, files = ?, updated = ?, status = ?, "
+            "failed = ?, cancelled = ?, finished = ?, expires = ? WHERE key = ?",
+            (received, _json(files), now, status, failed, cancelled, now,
+             now + self.timeout, key))
+
+    def discard(self, key: str) -> None:
+        self._connection().execute("DELETE FROM uploads WHERE key = ?", (key,))
+
+    def get(self, upload_id: str, owner: str | None) -> UploadRecord | None:
+        now = self._clock()
+        row = self._find(self._connection(), upload_id, owner, now)
+        return None if row is None else _record(row).as_of(now, self.stall_timeout)
+
+    def list(self, owner: str) -> list[UploadRecord]:
+        now = self._clock()
+        rows = self._connection().execute(
+            f"SELECT {_COLUMNS} FROM uploads WHERE owner = ? AND expires > ? "
+            f"{_NEWEST_FIRST}", (owner, now))
+        return [_record(row).as_of(now, self.stall_timeout) for row in rows]
+
+    def cancel(self, upload_id: str, owner: str | None) -> UploadRecord | None:
+        now = self._clock()
+        with self._transaction() as db:
+            row = self._find(db, upload_id, owner, now)
+            if row is None:
+                return None
+            record = _record(row).as_of(now, self.stall_timeout)
+            if record.finished is not None or record.received == record.size:
+                return None
+            db.execute("UPDATE uploads SET cancelled = 1 WHERE key = ?", (record.key,))
+        record.cancelled = True
+        return record
+
+    def _find(self, db: sqlite3.Connection, upload_id: str, owner: str | None,
+              now: float) -> tuple[Any, ...] | None:
+        """The row a poll for ``upload_id`` by ``owner`` answers: the newest
+        of the owner's own, else the newest pending or ownerless (both have
+        a NULL owner; ``owner = NULL`` is never true)."""
+        return db.execute(
+            f"SELECT {_COLUMNS} FROM uploads WHERE id = ? AND expires > ? "
+            "AND (owner = ? OR owner IS NULL) "
+            f"ORDER BY owner IS NULL, started DESC, rowid DESC LIMIT 1",
+            (upload_id, now, owner)).fetchone()
+
+    def _live_until(self, now: float) -> float:
+        """When an upload last alive at ``now`` may be forgotten."""
+        return now + self.stall_timeout + self.timeout
+
+    def _warn_full(self) -> None:
+        if not self._full:
+            self._full = True
+            log.warning(
+                "upload progress: the SQLite store %s holds its maximum of %d "
+                "uploads in progress (upload_progress.max_uploads); new uploads "
+                "are served untracked until some end", self.path, self.max_uploads)
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """``BEGIN IMMEDIATE``: the write lock first, so that the busy timeout
+        bounds the wait for it, and no read can turn stale before a write."""
+        db = self._connection()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def _connection(self) -> sqlite3.Connection:
+        """This thread's connection to the file now at ``self.path``, made
+        anew if the file was deleted."""
+        try:
+            stat = os.stat(self.path)
+            file = (stat.st_dev, stat.st_ino)
+        except FileNotFoundError:
+            file = None
+        held = getattr(self._local, "held", None)
+        if held is not None and held.file == file and held.pid == os.getpid():
+            return held.connection
+        # Dropping a connection of this process to a replaced file closes it,
+        # safely: SQLite sees the file moved, and leaves the -wal and -shm
+        # files at the path alone.
+        self._local.held = None
+        if file is None:
+            self._recreate()
+        connection = self._connect("rw")
+        stat = os.stat(self.path)
+        self._local.held = _ThreadConnection(connection, (stat.st_dev, stat.st_ino))
+        return connection
+
+    def _recreate(self) -> None:
+        """Make the deleted file anew, once across processes, without the
+        old ``-wal`` and ``-shm`` files: SQLite would read them as part of
+        the new database."""
+        with self._directory_locked():
+            if os.path.exists(self.path):
+                return
+            log.warning("upload progress: the SQLite store %s was deleted; "
+                        "making it anew", self.path)
+            for suffix in ("-wal", "-shm"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.path + suffix)
+            self._create()
+
+    def _connect(self, mode: str) -> sqlite3.Connection:
+        """A connection; ``mode`` ``rw`` never makes the file, ``rwc`` may."""
+        connection = sqlite3.connect(
+            f"file:{quote(self.path)}?mode={mode}", uri=True, timeout=BUSY_TIMEOUT,
+            isolation_level=None, check_same_thread=False)
+        connection.execute("PRAGMA synchronous = OFF")
+        return connection
+
+    def _create(self) -> None:
+        """Make the file, WAL mode and the schema; a write that proves the
+        file writable. The directory lock is held."""
+        connection = self._connect("rwc")
+        try:
+            [mode] = connection.execute("PRAGMA journal_mode = WAL").fetchone()
+            if mode != "wal":
+                raise sqlite3.OperationalError(f"cannot use WAL mode (got {mode!r})")
+            connection.execute("BEGIN IMMEDIATE")
+            for statement in filter(str.strip, SCHEMA.split(";")):
+                connection.execute(statement)
+            connection.execute("PRAGMA user_version = 1")
+            connection.execute("COMMIT")
+        finally:
+            connection.close()
+
+    @contextlib.contextmanager
+    def _directory_locked(self) -> Iterator[None]:
+        """An exclusive lock on the file's directory, across processes, for
+        making the file: two processes never make it at once."""
+        fd = os.open(os.path.dirname(self.path), os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            deadline = time.monotonic() + BUSY_TIMEOUT
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise
+                    time.sleep(0.005)
+            yield
+        finally:
+            os.close(fd)
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, separators=(",", ":"))
+
+
+def _record(row: tuple[Any, ...]) -> UploadRecord:
+    (key, upload_id, path, size, started, updated, received, finished, status,
+     failed, owner, owner_known, cancelled, files, stage) = row
+    return UploadRecord(
+        key=key, id=upload_id, path=path, size=size, started=started,
+        updated=updated, received=received, finished=finished, status=status,
+        failed=bool(failed), owner=owner, owner_known=bool(owner_known),
+        cancelled=bool(cancelled),
+        files=None if files is None else json.loads(files),
+        stage=None if stage is None else json.loads(stage))
+
+
+def sqlite_store_factory(settings: Mapping[str, Any]) -> SQLiteUploadProgressStore:
+    """The factory behind ``upload_progress.store = sqlite``: the file
+    ``upload_progress.sqlite.path``, made now with its schema. A missing
+    directory, or a file that cannot be made or written, stops the app at
+    start-up with a :class:`pyramid.exceptions.ConfigurationError` naming the
+    setting and the path. ``settings`` are the app's settings, already
+    parsed by the add-on."""
+    setting = "upload_progress.sqlite.path"
+    path = settings.get(setting)
+    if not path or path == ":memory:":
+        raise ConfigurationError(
+            f"{setting} is required with upload_progress.store = sqlite: the "
+            "SQLite file shared by the worker processes (not :memory:)")
+    store = SQLiteUploadProgressStore(
+        path,
+        timeout=settings["upload_progress.timeout"],
+        stall_timeout=settings["upload_progress.stall_timeout"],
+        max_uploads=settings["upload_progress.max_uploads"],
+    )
+    directory = os.path.dirname(store.path)
+    if not os.path.isdir(directory):
+        raise ConfigurationError(
+            f"{setting} = {path!r}: the directory {directory} does not exist")
+    try:
+        store.create()
+    except (sqlite3.Error, OSError) as exc:
+        raise ConfigurationError(
+            f"{setting} = {path!r}: cannot use {store.path} as the SQLite "
+            f"store ({exc})") from None
+    return store
