@@ -11,7 +11,6 @@ import contextlib
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -22,6 +21,7 @@ import pytest
 
 from tests.e2e.client import UploadThread, get_json, payload, slow_upload
 from tests.e2e.servers import serve
+from tests.read_only import read_only
 
 pytestmark = pytest.mark.e2e
 
@@ -254,25 +254,6 @@ def test_a_deleted_file_leaves_uploads_served_and_tracking_resumes(tmp_path):
     # The upload in progress went with the file: its id answers as unknown.
     assert (status, lost["state"]) == (200, "starting")
     assert after["received"] == size
-
-
-@contextlib.contextmanager
-def read_only(path):
-    """The file made read-only, even for root (the immutable attribute)."""
-    if os.geteuid() != 0:
-        os.chmod(path, 0o444)
-        try:
-            yield
-        finally:
-            os.chmod(path, 0o644)
-        return
-    chattr = shutil.which("chattr")
-    if chattr is None or subprocess.run([chattr, "+i", str(path)]).returncode != 0:
-        pytest.skip("cannot make a file read-only for root here")
-    try:
-        yield
-    finally:
-        subprocess.run([chattr, "-i", str(path)], check=True)
 
 
 def test_a_read_only_file_leaves_uploads_served(tmp_path):

@@ -2,10 +2,8 @@
 (``tests/test_store_contract.py``)."""
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -25,6 +23,7 @@ from pyramid_upload_progress.stores.sqlite import (
     sqlite_store_factory,
 )
 
+from .read_only import read_only
 from .stores import FakeClock, Progress
 
 PATH_SETTING = "upload_progress.sqlite.path"
@@ -266,25 +265,6 @@ def test_a_corrupted_file_makes_every_call_raise(store, path):
         start(fresh)
     with pytest.raises(sqlite3.DatabaseError):
         fresh.get("abc", None)
-
-
-@contextlib.contextmanager
-def read_only(path):
-    """The file made read-only, even for root (the immutable attribute)."""
-    if os.geteuid() != 0:
-        os.chmod(path, 0o444)
-        try:
-            yield
-        finally:
-            os.chmod(path, 0o644)
-        return
-    chattr = shutil.which("chattr")
-    if chattr is None or subprocess.run([chattr, "+i", path]).returncode != 0:
-        pytest.skip("cannot make a file read-only for root here")
-    try:
-        yield
-    finally:
-        subprocess.run([chattr, "-i", path], check=True)
 
 
 def test_a_read_only_file_refuses_the_writes_of_new_connections(store, path, clock):
