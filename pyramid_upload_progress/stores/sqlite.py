@@ -95,8 +95,9 @@ _EVICT = ("DELETE FROM uploads WHERE rowid = (SELECT rowid FROM uploads "
 
 _INHERITED: list[sqlite3.Connection] = []
 """Connections opened by another process, before a fork: kept referenced,
-so that they are never closed here. SQLite forbids even closing a connection inherited across a
-fork: its clean-up could delete what the parent still uses."""
+so that they are never closed here. SQLite forbids even closing a
+connection inherited across a fork: its clean-up could delete what the
+parent still uses."""
 
 
 class _Connection(sqlite3.Connection):
@@ -161,8 +162,8 @@ class SQLiteUploadProgressStore:
     released inside one call into SQLite, which runs without the GIL. A
     transaction of several statements would hold the lock between them,
     while its thread waits its turn for the GIL behind the process's other
-    threads: measured under 200 concurrent uploads on 2 cores, that made
-    other processes' writes time out. A ``cancel`` is that one write and a
+    threads: under a burst of uploads on 2 cores that made other processes'
+    writes time out (measured). A ``cancel`` is that one write and a
     read of the result; an ``update`` that finds its upload cancelled or
     gone reads which; a new upload in a full store tries again once after
     making room.
@@ -182,13 +183,15 @@ class SQLiteUploadProgressStore:
     connection has open: if the file was deleted, one process makes it anew
     (under a lock on its directory, removing the old ``-wal`` and ``-shm``
     files, which would otherwise be read as part of the new database), and
-    every connection moves to the new file. A file that is corrupted,
-    read-only or on a full disk makes calls raise (uploads untracked, polls
-    503) until it is fixed; a connection whose call failed is replaced by the
-    next call, so that one opened read-only while the file was does not
-    outlive the fault.
+    every connection moves to the new file. A file that is corrupted or on a
+    full disk makes calls raise (uploads untracked, polls 503) until it is
+    put right; so does a read-only file, for the connections opened since
+    (those opened before go on writing: SQLite writes into the ``-wal``
+    file). A connection whose call failed is replaced by the next call, so
+    that one opened read-only while the file was does not outlive the
+    fault.
 
-    Expiry needs no background thread: each :meth:`start` forgets at most
+    Expiry needs no background thread: each new upload forgets at most
     :data:`PURGE_BATCH` expired records, oldest first, and reads never
     return an expired one. At ``max_uploads`` records, the oldest finished
     one is forgotten to make room; only when all are in progress is a new
