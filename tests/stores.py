@@ -8,12 +8,16 @@ contract once per backend.
 """
 from __future__ import annotations
 
+import itertools
+import os
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from pyramid_upload_progress.stores.memory import MemoryUploadProgressStore
+from pyramid_upload_progress.stores.sqlite import SQLiteUploadProgressStore
 
 START = 1_700_000_000.0
 
@@ -74,4 +78,23 @@ def redis_backend(*, timeout: float, stall_timeout: float, max_uploads: int) -> 
     return Backend(store, time.sleep, server.now)
 
 
-BACKENDS: dict[str, BackendFactory] = {"memory": memory_backend, "redis": redis_backend}
+_SQLITE_FILES = itertools.count()
+_sqlite_directory: tempfile.TemporaryDirectory[str] | None = None
+
+
+def sqlite_backend(*, timeout: float, stall_timeout: float, max_uploads: int) -> Backend:
+    """A fresh SQLite file per store, in one temporary directory removed at
+    exit (the contract's fixture has no ``tmp_path`` to give)."""
+    global _sqlite_directory
+    if _sqlite_directory is None:
+        _sqlite_directory = tempfile.TemporaryDirectory(prefix="upload-progress-")
+    path = os.path.join(_sqlite_directory.name, f"{next(_SQLITE_FILES)}.sqlite3")
+    clock = FakeClock()
+    store = SQLiteUploadProgressStore(path, timeout=timeout, stall_timeout=stall_timeout,
+                                      max_uploads=max_uploads, clock=clock)
+    store.create()
+    return Backend(store, clock.advance, clock)
+
+
+BACKENDS: dict[str, BackendFactory] = {
+    "memory": memory_backend, "redis": redis_backend, "sqlite": sqlite_backend}

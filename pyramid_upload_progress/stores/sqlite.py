@@ -1,0 +1,462 @@
+"""The SQLite store: one file shared by the worker processes of one host."""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+from urllib.parse import quote
+
+from pyramid.exceptions import ConfigurationError
+from zope.interface import implementer
+
+from ..interfaces import IUploadProgressStore
+from ..record import UploadRecord
+
+log = logging.getLogger(__name__)
+
+BUSY_TIMEOUT = 0.1
+"""Seconds a statement may wait for another's write lock before it fails
+(and its upload goes on untracked)."""
+
+START_UP_TIMEOUT = 10.0
+"""Seconds :func:`sqlite_store_factory` may wait for the file: worker
+processes starting at once make it one after the other."""
+
+PURGE_BATCH = 8
+"""Expired records forgotten per new upload at the most: expiry costs every
+upload a bounded amount, never a sweep."""
+
+_PURGE = ("DELETE FROM uploads WHERE rowid IN (SELECT rowid FROM uploads "
+          f"WHERE expires <= {{now}} ORDER BY expires LIMIT {PURGE_BATCH})")
+
+SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS uploads (
+    key TEXT NOT NULL UNIQUE,
+    id TEXT,
+    path TEXT NOT NULL,
+    size INTEGER,
+    started REAL NOT NULL,
+    updated REAL NOT NULL,
+    received INTEGER NOT NULL DEFAULT 0,
+    finished REAL,
+    status INTEGER,
+    failed INTEGER NOT NULL DEFAULT 0,
+    owner TEXT,
+    owner_known INTEGER NOT NULL DEFAULT 0,
+    cancelled INTEGER NOT NULL DEFAULT 0,
+    files TEXT,
+    stage TEXT,
+    expires REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS uploads_by_id ON uploads (id) WHERE id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS uploads_by_owner ON uploads (owner, started)
+    WHERE owner IS NOT NULL;
+CREATE INDEX IF NOT EXISTS uploads_by_expiry ON uploads (expires);
+CREATE INDEX IF NOT EXISTS uploads_by_end ON uploads (finished)
+    WHERE finished IS NOT NULL;
+CREATE TRIGGER IF NOT EXISTS purge_expired AFTER INSERT ON uploads BEGIN
+    {_PURGE.format(now="NEW.started")};
+END;
+CREATE TRIGGER IF NOT EXISTS reused_id AFTER UPDATE OF owner_known ON uploads
+WHEN NEW.owner_known AND NOT OLD.owner_known
+    AND NEW.owner IS NOT NULL AND NEW.id IS NOT NULL BEGIN
+    DELETE FROM uploads WHERE id = NEW.id AND owner = NEW.owner
+        AND finished IS NOT NULL AND rowid != NEW.rowid;
+END;
+"""
+"""One row per upload. ``expires`` is when the row may be forgotten (see
+``UploadRecord.expires``); ``owner`` is NULL while the upload is pending
+and for an upload owned by nobody (``owner_known`` tells them apart);
+``files`` and ``stage`` are JSON text. The rowid orders uploads that
+started at the same instant. The triggers keep each write one statement:
+a new upload purges expired records; an owner made known forgets that
+owner's finished record with the same id (a reused id)."""
+
+_COLUMNS = ("key, id, path, size, started, updated, received, finished, status, "
+            "failed, owner, owner_known, cancelled, files, stage")
+_NEWEST_FIRST = "ORDER BY started DESC, rowid DESC"
+_FIND = ("SELECT {columns} FROM uploads WHERE id = ? AND expires > ? "
+         "AND (owner = ? OR owner IS NULL) "
+         f"ORDER BY owner IS NULL, started DESC, rowid DESC LIMIT 1")
+"""The upload a poll for an id by an owner answers: the newest of the
+owner's own, else the newest pending or ownerless (both have a NULL owner;
+``owner = NULL`` is never true)."""
+_INSERT = ("INSERT INTO uploads (key, id, path, size, started, updated, expires) "
+           "SELECT ?, ?, ?, ?, ?, ?, ? WHERE (SELECT count(*) FROM uploads) < ?")
+_EVICT = ("DELETE FROM uploads WHERE rowid = (SELECT rowid FROM uploads "
+          "WHERE finished IS NOT NULL ORDER BY finished LIMIT 1)")
+
+_INHERITED: list[sqlite3.Connection] = []
+"""Connections opened by another process, before a fork: kept referenced,
+so that they are never closed here. SQLite forbids even closing a
+connection inherited across a fork: its clean-up could delete what the
+parent still uses."""
+
+
+class _Connection(sqlite3.Connection):
+    """A connection whose statements that find the database locked are
+    tried again every millisecond, for :data:`BUSY_TIMEOUT` in all.
+
+    SQLite's own busy handler sleeps ever longer between tries (1, 2, 5 ...
+    25 ms: 9 tries in 0.1 s), so under a burst of writes a waiter misses
+    the moments the lock is free: 200 uploads starting at once in 4
+    processes on 2 cores left a few untracked (measured). A statement that
+    fails on the lock has done nothing, so trying it again is safe.
+    """
+
+    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
+        deadline = None
+        while True:
+            try:
+                return super().execute(sql, parameters)
+            except sqlite3.OperationalError as exc:
+                if str(exc) != "database is locked":
+                    raise
+                now = time.monotonic()
+                if deadline is None:
+                    deadline = now + BUSY_TIMEOUT
+                elif now >= deadline:
+                    raise
+                time.sleep(0.001)
+
+
+class _ThreadConnection:
+    """One thread's connection, and the process and file it belongs to."""
+
+    __slots__ = ("connection", "pid", "file")
+
+    def __init__(self, connection: sqlite3.Connection, file: tuple[int, int]) -> None:
+        self.connection = connection
+        self.pid = os.getpid()
+        self.file = file
+
+    def __del__(self) -> None:
+        # Runs when the thread ends, and in a forked child for the threads
+        # that did not survive the fork: close only what this process opened.
+        if self.pid == os.getpid():
+            self.connection.close()
+        else:
+            _INHERITED.append(self.connection)
+
+
+@implementer(IUploadProgressStore)
+class SQLiteUploadProgressStore:
+    """Upload records in one SQLite file, shared by the processes of a host.
+
+    Python's own ``sqlite3``; nothing to install or run. The file is in WAL
+    mode, so a poll (a read) never waits for a write nor a write for a poll;
+    writes are serialised by SQLite's lock, and one that cannot take it
+    within :data:`BUSY_TIMEOUT` (0.1 s) raises: the add-on then serves that
+    upload untracked rather than hold it up. ``synchronous = OFF``: progress
+    is ephemeral, a record lost to a power cut costs nothing.
+
+    Every write is one SQL statement, hence its own transaction (the rules
+    that span rows are triggers of the schema): the write lock is taken and
+    released inside one call into SQLite, which runs without the GIL. A
+    transaction of several statements would hold the lock between them,
+    while its thread waits its turn for the GIL behind the process's other
+    threads: under a burst of uploads on 2 cores that made other processes'
+    writes time out (measured). A ``cancel`` is that one write and a
+    read of the result; an ``update`` that finds its upload cancelled or
+    gone reads which; a new upload in a full store tries again once after
+    making room.
+
+    Connections: one per thread of each process, opened lazily by the
+    thread's first call (``threading.local``), closed when the thread ends.
+    Threads sharing one would have to queue for it behind a lock of ours
+    (a transaction belongs to a connection), where the busy timeout does
+    not bound the wait; one per thread needs no lock of ours at all. A
+    connection is never used by a process other than the one that opened it:
+    after a fork (gunicorn's ``preload_app`` forks once the app is made) the
+    child opens its own, and never closes one it inherited.
+
+    The file is made, with its schema, by :func:`sqlite_store_factory` when
+    the app starts; a thread's connection never creates it (``mode=rw``).
+    Before each call the store checks that the path still names the file its
+    connection has open: if the file was deleted, one process makes it anew
+    (under a lock on its directory, removing the old ``-wal`` and ``-shm``
+    files, which would otherwise be read as part of the new database), and
+    every connection moves to the new file. A file that is corrupted or on a
+    full disk makes calls raise (uploads untracked, polls 503) until it is
+    put right; so does a read-only file, for the connections opened since
+    (those opened before go on writing: SQLite writes into the ``-wal``
+    file). A connection whose call failed is replaced by the next call, so
+    that one opened read-only while the file was does not outlive the
+    fault.
+
+    Expiry needs no background thread: each new upload forgets at most
+    :data:`PURGE_BATCH` expired records, oldest first, and reads never
+    return an expired one. At ``max_uploads`` records, the oldest finished
+    one is forgotten to make room; only when all are in progress is a new
+    upload declined (served untracked, one warning per process).
+
+    ``clock`` gives epoch seconds (one clock for the whole host); tests pass
+    their own.
+    """
+
+    throttled = True
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        timeout: float = 300.0,
+        stall_timeout: float = 3600.0,
+        max_uploads: int = 10000,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.path = os.path.abspath(path)
+        self.timeout = timeout
+        self.stall_timeout = stall_timeout
+        self.max_uploads = max_uploads
+        self._clock = clock
+        self._local = threading.local()
+        self._full = False
+
+    def create(self) -> None:
+        """Make the file and its schema, if need be, and check that it can
+        be written; raise ``sqlite3.Error`` or ``OSError`` if not."""
+        with self._directory_locked(START_UP_TIMEOUT):
+            self._create(START_UP_TIMEOUT)
+
+    def start(self, upload_id: str | None, path: str, size: int | None,
+              progress: Any) -> str | None:
+        now = self._clock()
+        key = os.urandom(9).hex()
+        row = (key, upload_id, path, size, now, now, self._live_until(now),
+               self.max_uploads)
+        with self._connected() as db:
+            if not db.execute(_INSERT, row).rowcount:
+                # Full: make room with what has expired, else by forgetting
+                # the oldest finished upload.
+                if not db.execute(_PURGE.format(now="?"), (now,)).rowcount:
+                    db.execute(_EVICT)
+                if not db.execute(_INSERT, row).rowcount:
+                    self._warn_full()
+                    return None
+        self._full = False
+        return key
+
+    def update(self, key: str, received: int, files: list[dict[str, Any]] | None) -> bool:
+        now = self._clock()
+        with self._connected() as db:
+            written = db.execute(
+                "UPDATE uploads SET received = ?, files = ?, updated = ?, expires = ? "
+                "WHERE key = ? AND NOT cancelled",
+                (received, _json(files), now, self._live_until(now), key)).rowcount
+            if written:
+                return False
+            # Cancelled, or forgotten: the one answer the add-on acts on.
+            row = db.execute("SELECT cancelled FROM uploads WHERE key = ?",
+                             (key,)).fetchone()
+        return row is not None and bool(row[0])
+
+    def set_owner(self, key: str, owner: str | None) -> None:
+        with self._connected() as db:
+            db.execute("UPDATE uploads SET owner = ?, owner_known = 1 "
+                       "WHERE key = ? AND NOT owner_known", (owner, key))
+
+    def stage(self, key: str, name: str, done: int | None, total: int | None) -> None:
+        stage = {"name": name, "done": done, "total": total}
+        with self._connected() as db:
+            db.execute("UPDATE uploads SET stage = ? WHERE key = ?", (_json(stage), key))
+
+    def finish(self, key: str, received: int, files: list[dict[str, Any]] | None,
+               status: int | None, failed: bool, cancelled: bool) -> None:
+        now = self._clock()
+        with self._connected() as db:
+            db.execute(
+                "UPDATE uploads SET received = ?, files = ?, updated = ?, status = ?, "
+                "failed = ?, cancelled = ?, finished = ?, expires = ? WHERE key = ?",
+                (received, _json(files), now, status, failed, cancelled, now,
+                 now + self.timeout, key))
+
+    def discard(self, key: str) -> None:
+        with self._connected() as db:
+            db.execute("DELETE FROM uploads WHERE key = ?", (key,))
+
+    def get(self, upload_id: str, owner: str | None) -> UploadRecord | None:
+        now = self._clock()
+        with self._connected() as db:
+            row = self._find(db, upload_id, owner, now)
+        return None if row is None else _record(row).as_of(now, self.stall_timeout)
+
+    def list(self, owner: str) -> list[UploadRecord]:
+        now = self._clock()
+        with self._connected() as db:
+            rows = db.execute(
+                f"SELECT {_COLUMNS} FROM uploads WHERE owner = ? AND expires > ? "
+                f"{_NEWEST_FIRST}", (owner, now)).fetchall()
+        return [_record(row).as_of(now, self.stall_timeout) for row in rows]
+
+    def cancel(self, upload_id: str, owner: str | None) -> UploadRecord | None:
+        now = self._clock()
+        with self._connected() as db:
+            cancelled = db.execute(
+                f"UPDATE uploads SET cancelled = 1 WHERE rowid = "
+                f"({_FIND.format(columns='rowid')}) AND finished IS NULL "
+                "AND updated > ? AND (size IS NULL OR received < size)",
+                (upload_id, now, owner, now - self.stall_timeout)).rowcount
+            row = self._find(db, upload_id, owner, now) if cancelled else None
+        return None if row is None else _record(row).as_of(now, self.stall_timeout)
+
+    def _find(self, db: sqlite3.Connection, upload_id: str, owner: str | None,
+              now: float) -> tuple[Any, ...] | None:
+        return db.execute(_FIND.format(columns=_COLUMNS),
+                          (upload_id, now, owner)).fetchone()
+
+    def _live_until(self, now: float) -> float:
+        """When an upload last alive at ``now`` may be forgotten."""
+        return now + self.stall_timeout + self.timeout
+
+    def _warn_full(self) -> None:
+        if not self._full:
+            self._full = True
+            log.warning(
+                "upload progress: the SQLite store %s holds its maximum of %d "
+                "uploads in progress (upload_progress.max_uploads); new uploads "
+                "are served untracked until some end", self.path, self.max_uploads)
+
+    @contextlib.contextmanager
+    def _connected(self) -> Iterator[sqlite3.Connection]:
+        """This thread's connection, for one call. After an error the next
+        call opens a new connection: say this one opened the file read-only
+        while it was, or the file has been put right since."""
+        db = self._connection()
+        try:
+            yield db
+        except sqlite3.Error:
+            self._local.held = None
+            raise
+
+    def _connection(self) -> sqlite3.Connection:
+        """This thread's connection to the file now at ``self.path``, made
+        anew if the file was deleted."""
+        try:
+            stat = os.stat(self.path)
+            file = (stat.st_dev, stat.st_ino)
+        except FileNotFoundError:
+            file = None
+        held = getattr(self._local, "held", None)
+        if held is not None and held.file == file and held.pid == os.getpid():
+            return held.connection
+        # Dropping a connection of this process to a replaced file closes it,
+        # safely: SQLite sees the file moved, and leaves the -wal and -shm
+        # files at the path alone.
+        self._local.held = None
+        if file is None:
+            self._recreate()
+        connection = self._connect("rw", 0)
+        stat = os.stat(self.path)
+        self._local.held = _ThreadConnection(connection, (stat.st_dev, stat.st_ino))
+        return connection
+
+    def _recreate(self) -> None:
+        """Make the deleted file anew, once across processes, without the
+        old ``-wal`` and ``-shm`` files: SQLite would read them as part of
+        the new database."""
+        with self._directory_locked(BUSY_TIMEOUT):
+            if os.path.exists(self.path):
+                return
+            log.warning("upload progress: the SQLite store %s was deleted; "
+                        "making it anew", self.path)
+            for suffix in ("-wal", "-shm"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.path + suffix)
+            self._create(BUSY_TIMEOUT)
+
+    def _connect(self, mode: str, timeout: float) -> sqlite3.Connection:
+        """A connection; ``mode`` ``rw`` never makes the file, ``rwc`` may;
+        SQLite's busy handler waits ``timeout`` seconds at the most."""
+        connection = sqlite3.connect(
+            f"file:{quote(self.path)}?mode={mode}", uri=True, timeout=timeout,
+            isolation_level=None, check_same_thread=False, factory=_Connection)
+        connection.execute("PRAGMA synchronous = OFF")
+        return connection
+
+    def _create(self, timeout: float) -> None:
+        """Make the file, WAL mode and the schema; a write that proves the
+        file writable. The directory lock is held."""
+        connection = self._connect("rwc", timeout)
+        try:
+            [mode] = connection.execute("PRAGMA journal_mode = WAL").fetchone()
+            if mode != "wal":
+                raise sqlite3.OperationalError(f"cannot use WAL mode (got {mode!r})")
+            connection.executescript(
+                f"BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = 1; COMMIT;")
+        finally:
+            connection.close()
+
+    @contextlib.contextmanager
+    def _directory_locked(self, timeout: float) -> Iterator[None]:
+        """An exclusive lock on the file's directory, across processes, for
+        making the file: two processes never make it at once."""
+        fd = os.open(os.path.dirname(self.path), os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise
+                    time.sleep(0.005)
+            yield
+        finally:
+            os.close(fd)
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, separators=(",", ":"))
+
+
+def _record(row: tuple[Any, ...]) -> UploadRecord:
+    (key, upload_id, path, size, started, updated, received, finished, status,
+     failed, owner, owner_known, cancelled, files, stage) = row
+    return UploadRecord(
+        key=key, id=upload_id, path=path, size=size, started=started,
+        updated=updated, received=received, finished=finished, status=status,
+        failed=bool(failed), owner=owner, owner_known=bool(owner_known),
+        cancelled=bool(cancelled),
+        files=None if files is None else json.loads(files),
+        stage=None if stage is None else json.loads(stage))
+
+
+def sqlite_store_factory(settings: Mapping[str, Any]) -> SQLiteUploadProgressStore:
+    """The factory behind ``upload_progress.store = sqlite``: the file
+    ``upload_progress.sqlite.path``, made now with its schema. A missing
+    directory, or a file that cannot be made or written, stops the app at
+    start-up with a :class:`pyramid.exceptions.ConfigurationError` naming the
+    setting and the path. ``settings`` are the app's settings, already
+    parsed by the add-on."""
+    setting = "upload_progress.sqlite.path"
+    path = settings.get(setting)
+    if not path or path == ":memory:":
+        raise ConfigurationError(
+            f"{setting} is required with upload_progress.store = sqlite: the "
+            "SQLite file shared by the worker processes (not :memory:)")
+    store = SQLiteUploadProgressStore(
+        path,
+        timeout=settings["upload_progress.timeout"],
+        stall_timeout=settings["upload_progress.stall_timeout"],
+        max_uploads=settings["upload_progress.max_uploads"],
+    )
+    directory = os.path.dirname(store.path)
+    if not os.path.isdir(directory):
+        raise ConfigurationError(
+            f"{setting} = {path!r}: the directory {directory} does not exist")
+    try:
+        store.create()
+    except (sqlite3.Error, OSError) as exc:
+        raise ConfigurationError(
+            f"{setting} = {path!r}: cannot use {store.path} as the SQLite "
+            f"store ({exc})") from None
+    return store
