@@ -3,7 +3,6 @@
 Build: ``sphinx-build -W -b html docs docs/_build/html`` (and ``-b doctest``
 for the Python examples); ``tests/test_docs.py`` runs both.
 """
-import importlib.util
 import sys
 from pathlib import Path
 
@@ -40,5 +39,10 @@ autodoc_default_options = {"members": True}
 
 pygments_style = "sphinx"
 html_title = "pyramid_upload_progress"
-html_theme = "pyramid" if importlib.util.find_spec("pylons_sphinx_themes") else "alabaster"
+try:  # the Pylons projects' theme (the docs extra), else Sphinx's own "pyramid" look-alike
+    import pylons_sphinx_themes
+    html_theme_path = pylons_sphinx_themes.get_html_themes_path()
+except ImportError:
+    pass
+html_theme = "pyramid"
 html_static_path: list[str] = []

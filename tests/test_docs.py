@@ -50,7 +50,7 @@ def test_the_python_examples_run(tmp_path):
     assert " 0 failures in tests" in (tmp_path / "output.txt").read_text()
 
 
-def test_the_settings_table_fails_on_drift_and_a_missing_store_shows_a_note(tmp_path):
+def test_the_settings_page_fails_on_drift_and_a_missing_store_shows_a_note(tmp_path):
     source = tmp_path / "source"
     source.mkdir()
     (source / "conf.py").write_text(

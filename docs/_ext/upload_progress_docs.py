@@ -1,6 +1,6 @@
 """Two directives that keep the documentation true to the code.
 
-``.. upload-progress-settings::`` writes the settings table from
+``.. upload-progress-settings::`` writes the settings, one entry each, from
 :data:`pyramid_upload_progress.settings.SETTINGS`: names, order and
 defaults come from the code, the meanings from the directive's content (a
 setting's name, then its meaning indented under it). A setting of the code
@@ -26,7 +26,7 @@ from pyramid_upload_progress.settings import INCLUDE_TIME, PREFIX, SETTINGS
 
 
 def shown(default: object) -> str:
-    """A default as the table shows it: as one would write it in an .ini."""
+    """A default as the settings page shows it: as one would write it in an .ini."""
     if default is None:
         return "(none)"
     if isinstance(default, bool):
@@ -58,18 +58,15 @@ class SettingsTable(SphinxDirective):
             raise self.error(f"settings without a meaning: {', '.join(missing)}")
         if unknown := sorted(set(meanings) - set(names)):
             raise self.error(f"meanings of no setting: {', '.join(unknown)}")
-        rows = [".. list-table::", "   :header-rows: 1", "   :widths: 32 20 48", "",
-                "   * - setting", "     - default", "     - meaning"]
+        rows: list[str] = []
         for setting in SETTINGS:
             meaning = list(meanings[setting.name])
             while meaning and not meaning[-1]:
                 meaning.pop()
             if setting.name in INCLUDE_TIME:
                 meaning += ["", "Read when ``config.include`` is called (it places routes)."]
-            rows += [f"   * - ``{PREFIX}{setting.name}``",
-                     f"     - {shown(setting.default)}",
-                     f"     - {meaning[0]}",
-                     *(f"       {line}" if line else "" for line in meaning[1:])]
+            rows += [f"``{PREFIX}{setting.name}`` — default {shown(setting.default)}",
+                     *(f"   {line}" if line else "" for line in meaning), ""]
         container = nodes.container(classes=["upload-progress-settings"])
         self.state.nested_parse(StringList(rows, self.get_source_info()[0]),
                                 self.content_offset, container)
