@@ -67,7 +67,7 @@ def _checked_store(store: Any, source: str) -> Any:
 
 def set_upload_progress_store(config: Configurator, store: Any) -> None:
     """Directive: use ``store`` (an object or the dotted name of one) as the
-    :class:`IUploadProgressStore`.
+    :class:`~pyramid_upload_progress.interfaces.IUploadProgressStore`.
 
     Two calls conflict as Pyramid's own ``set_*`` directives do, and the
     choice is shown in the app's introspection (pyramid_debugtoolbar).

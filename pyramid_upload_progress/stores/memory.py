@@ -22,7 +22,7 @@ class MemoryUploadProgressStore:
     """Upload records in a dict, shared by the threads of one process.
 
     It is written nothing while an upload's body arrives: it reads the
-    upload's live ``progress`` (see :meth:`IUploadProgressStore.start`) when
+    upload's live ``progress`` (see :meth:`~pyramid_upload_progress.interfaces.IUploadProgressStore.start`) when
     it is asked, so it shows every read at once and costs nothing per read.
     A record's ``updated`` (for ``stall_timeout``) is the time a change was
     last seen, never earlier than the last byte really came.
@@ -31,7 +31,7 @@ class MemoryUploadProgressStore:
     forgotten to make room; only when every record is still in progress is
     a new upload declined (served untracked, with one warning). Expiry
     needs no background thread: finished records are kept in the order
-    they finished, so each :meth:`start` forgets those whose time has come
+    they finished, so each ``start()`` forgets those whose time has come
     from the front, and looks at the oldest unfinished ones for stalls.
     Reads never return an expired record, purged or not.
 

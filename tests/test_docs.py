@@ -1,0 +1,71 @@
+"""The documentation builds without a warning, its references resolve, and
+its Python examples run: the Sphinx builds of ``docs/``, run into a
+temporary folder. Without Sphinx these tests are skipped, except in CI
+(``CI`` set), where that is a failure."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pyramid_upload_progress.settings import PREFIX, SETTINGS
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def sphinx_installed():
+    try:
+        import repoze.sphinx.autointerface  # noqa: F401
+        import sphinx  # noqa: F401
+    except ImportError as exc:
+        message = f"Sphinx is not installed ({exc}): pip install -e '.[docs]'"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+def sphinx_build(builder: str, source: Path, out: Path) -> subprocess.CompletedProcess:
+    """``sphinx-build -W -n``: a warning, an unresolved reference included,
+    fails the build."""
+    return subprocess.run(
+        [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-n", "-q",
+         "-b", builder, str(source), str(out)],
+        capture_output=True, text=True, timeout=120)
+
+
+def test_the_html_builds_without_a_warning(tmp_path):
+    build = sphinx_build("html", DOCS, tmp_path)
+    assert build.returncode == 0, build.stderr + build.stdout
+    settings = (tmp_path / "settings.html").read_text()
+    assert all(f"{PREFIX}{setting.name}" in settings for setting in SETTINGS)
+    assert "MappingUploadProgressStore" in (tmp_path / "custom-store.html").read_text()
+
+
+def test_the_python_examples_run(tmp_path):
+    build = sphinx_build("doctest", DOCS, tmp_path)
+    assert build.returncode == 0, build.stderr + build.stdout
+    assert " 0 failures in tests" in (tmp_path / "output.txt").read_text()
+
+
+def test_the_settings_page_fails_on_drift_and_a_missing_store_shows_a_note(tmp_path):
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "conf.py").write_text(
+        f"import sys\nsys.path.insert(0, {str(DOCS / '_ext')!r})\n"
+        "extensions = ['upload_progress_docs']\n")
+    meanings = "".join(f"   {setting.name}\n      The meaning.\n"
+                       for setting in SETTINGS if setting.name != "client")
+    (source / "index.rst").write_text(
+        "Drift\n=====\n\n.. upload-progress-settings::\n\n" + meanings
+        + "\n.. if-importable:: json\n\n   IMPORTED-MARK\n"
+        + "\n.. if-importable:: no_such_module_of_ours\n\n   NOT-SHOWN-MARK\n")
+    build = sphinx_build("html", source, tmp_path / "html")
+    assert build.returncode != 0
+    assert "settings without a meaning: client" in build.stderr
+    page = (tmp_path / "html" / "index.html").read_text()
+    assert "IMPORTED-MARK" in page
+    assert "NOT-SHOWN-MARK" not in page
+    assert "no_such_module_of_ours" in page and "does not in this one" in page
