@@ -1,9 +1,10 @@
-"""The demo in a real browser: the bar moves while the file goes up.
+"""The demo in a real browser: the bars move while the files go up.
 
 Headless Chromium loads the demo, served by gunicorn (gthread) behind a
 proxy that slows uploads down to ``RATE``. chromedriver waits for every
 navigation, so the uploads are XHRs started by the page (as the shipped
-client does them) and the test reads the page while they run.
+client does them: one multipart form of the chosen files) and the test
+reads the page while they run.
 """
 from __future__ import annotations
 
@@ -22,12 +23,18 @@ pytestmark = pytest.mark.e2e
 MiB = 1024 * 1024
 RATE = 1 * MiB
 SIZE = 5 * MiB
+FILE_SIZE = 3 * MiB // 2  # of each file of a form of several
 POLL = 0.05  # seconds between two looks at the page
+PROCESSING_DELAY = 0.3  # seconds per processing step per file, after the body
 UPLOAD_ITEM = """
-const item = document.querySelector('#uploads li');
+const item = document.querySelector('#uploads > li');
 return item && {id: item.dataset.uploadId, state: item.dataset.state,
   percent: item.dataset.percent, outcome: item.dataset.outcome,
-  buffering: item.dataset.buffering,
+  buffering: item.dataset.buffering, ending: item.dataset.ending,
+  stage: item.dataset.stage, stageText: item.querySelector('.stage').textContent,
+  files: [...item.querySelectorAll('.file')].map((row) => ({
+    name: row.querySelector('.file-name').textContent,
+    percent: Number(row.dataset.percent), done: row.dataset.done === 'true'})),
   result: item.querySelector('.result').textContent};
 """
 LISTED = """
@@ -38,7 +45,8 @@ return row && {state: row.dataset.state, received: Number(row.dataset.received)}
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    settings = {"demo.upload_dir": str(tmp_path_factory.mktemp("uploads"))}
+    settings = {"demo.upload_dir": str(tmp_path_factory.mktemp("uploads")),
+                "demo.processing_delay": str(PROCESSING_DELAY)}
     with serve("gunicorn", "tests.demo_app:wsgi_app()",
                env={"UPLOAD_DEMO_SETTINGS": json.dumps(settings)}) as running:
         yield running
@@ -66,15 +74,19 @@ def browser(proxy):
 
 @pytest.fixture
 def upload_file(tmp_path):
-    path = tmp_path / "holiday-video.bin"
-    path.write_bytes(bytes(range(256)) * (SIZE // 256))
+    return make_file(tmp_path, "holiday-video.bin", SIZE)
+
+
+def make_file(directory, name, size):
+    path = directory / name
+    path.write_bytes(bytes(range(256)) * (size // 256))
     return path
 
 
-def start_upload(browser, path):
-    """Choose the file and press Upload; return the new upload's id."""
+def start_upload(browser, *paths):
+    """Choose the files and press Upload; return the new upload's id."""
     previous = browser.execute_script(UPLOAD_ITEM)
-    browser.find_element("id", "files").send_keys(str(path))
+    browser.find_element("id", "files").send_keys("\n".join(map(str, paths)))
     browser.find_element("css selector", "#upload-form button").click()
     item = wait_for(browser, UPLOAD_ITEM, lambda i: i and i != previous and i["id"])
     return item["id"]
@@ -139,19 +151,79 @@ def test_the_bar_moves_and_a_second_window_lists_the_upload(
     assert f"({SIZE} bytes" in final["result"]
     assert final["buffering"] == "false"
     record = server_record(browser, server, upload_id)
-    assert (record["state"], record["received"], record["status"]) == ("done", SIZE, 200)
+    assert (record["state"], record["status"]) == ("done", 200)
+    assert record["received"] == record["size"] > SIZE  # the form around the file
+    assert [(f["filename"], f["received"], f["done"]) for f in record["files"]] == [
+        ("holiday-video.bin", SIZE, True)]
+
+
+def test_a_form_of_several_files_draws_a_bar_per_file_one_after_the_other(
+        browser, server, tmp_path, tmp_path_factory):
+    names = ["beach.jpg", "<img src=x onerror=alert(1)> dune.jpg", "harbour.jpg"]
+    paths = [make_file(tmp_path, name, FILE_SIZE) for name in names]
+    upload_id = start_upload(browser, *paths)
+    looks = []
+    screenshot = tmp_path_factory.mktemp("screenshots") / "mid-upload-multi.png"
+
+    def look(item):
+        if item["state"] == "uploading" and len(item["files"]) == 3:
+            looks.append([f["percent"] for f in item["files"]])
+            first, second, third = looks[-1]
+            if first == 100 and 20 <= second < 100 and not screenshot.exists():
+                browser.save_screenshot(str(screenshot))
+                print(f"\nmid-upload screenshot of a 3-file form: {screenshot} "
+                      f"(total bar at {item['percent']} %, files at {looks[-1]} %)")
+        return item["outcome"] is not None
+
+    final = wait_for(browser, UPLOAD_ITEM, look)
+    assert [f["name"] for f in final["files"]] == names  # as text, never as HTML
+    assert final["outcome"] == "stored", final
+    assert all(f["done"] and f["percent"] == 100 for f in final["files"]), final
+    assert any(0 < first < 100 and second == third == 0 for first, second, third in looks), looks
+    growing = [first for first, second, _ in looks if 0 < first < 100]
+    assert len(set(growing)) >= 2 and growing == sorted(growing), looks
+    for first, second, third in looks:
+        assert second == 0 or first == 100, looks  # the second starts once the first is done
+        assert third == 0 or second == 100, looks
+    assert screenshot.exists(), looks
+    record = server_record(browser, server, upload_id)
+    assert [(f["filename"], f["received"], f["done"]) for f in record["files"]] == [
+        (name, FILE_SIZE, True) for name in names]
+
+
+def test_the_page_says_what_the_server_does_once_the_body_is_in(browser, server, tmp_path):
+    paths = [make_file(tmp_path, f"scan-{n}.bin", 64 * 1024) for n in (1, 2)]
+    upload_id = start_upload(browser, *paths)
+    stages = set()
+
+    def look(item):
+        if item["stage"]:
+            assert item["state"] == "uploading", item
+            assert float(item["percent"]) == 100, item
+            stages.add(item["stageText"])
+        return item["outcome"] is not None
+
+    final = wait_for(browser, UPLOAD_ITEM, look)
+    assert final["outcome"] == "stored", final
+    assert final["stageText"] == ""  # the stage is shown while it is going on only
+    assert "The server has the whole upload and is now at: checksum…" in stages, stages
+    assert stages & {f"The server has the whole upload and is now at: storing {n} of 2…"
+                     for n in (0, 1, 2)}, stages
+    record = server_record(browser, server, upload_id)
+    assert (record["state"], record["stage"]) == ("done", {"name": "storing", "done": 2, "total": 2})
 
 
 def test_cancel_stops_the_upload(browser, server, upload_file):
     upload_id = start_upload(browser, upload_file)
     percents_until(browser, lambda i: float(i["percent"] or 0) >= 10, [])
-    browser.find_element("css selector", "#uploads li .cancel").click()
+    browser.find_element("css selector", "#uploads > li .cancel").click()
     final = wait_for(browser, UPLOAD_ITEM, lambda i: i["outcome"] is not None)
     assert final["outcome"] == "cancelled", final
-    assert final["result"].startswith("Cancelled")
+    assert final["ending"] in ("aborted", "409"), final  # the client stopped, or got the 409
+    assert final["result"] == "Cancelled: the server stopped it too.", final
     wait_for(browser, LISTED, lambda row: row["state"] == "error", upload_id)
     record = server_record(browser, server, upload_id)
-    assert record["state"] == "error"
+    assert (record["state"], record["cancelled"], record["status"]) == ("error", True, 409)
     assert record["received"] < SIZE
 
 
@@ -164,11 +236,13 @@ var bar = document.createElement('progress');
 bar.max = 1;
 document.body.appendChild(bar);
 window.nginxBar = {values: [], state: null};
+var form = new FormData();
+form.append('files', new Blob([new Uint8Array(size)]), 'nginx.bin');
 var upload = new XMLHttpRequest();
-upload.open('POST', '/upload?name=nginx.bin&X-Progress-ID=' + id);
+upload.open('POST', '/upload?X-Progress-ID=' + id);
 upload.setRequestHeader('X-CSRF-Token',
   document.querySelector('meta[name=csrf-token]').getAttribute('content'));
-upload.send(new Blob([new Uint8Array(size)]));
+upload.send(form);
 var timer = setInterval(function () {
   var poll = new XMLHttpRequest();
   poll.open('GET', '/upload-progress', true);
@@ -208,7 +282,7 @@ def test_a_buffering_proxy_shows_the_warning(browser, server, tmp_path):
         start_upload(browser, upload_file)
         item = wait_for(browser, UPLOAD_ITEM, lambda i: i["buffering"] == "true")
         assert item["state"] in ("starting", "uploading")
-        assert browser.find_element("css selector", "#uploads li .warning").is_displayed()
+        assert browser.find_element("css selector", "#uploads > li .warning").is_displayed()
         final = wait_for(browser, UPLOAD_ITEM, lambda i: i["outcome"] is not None)
     assert final["outcome"] == "stored", final
     warnings = [entry["message"] for entry in browser.get_log("browser")

@@ -1,5 +1,6 @@
 """The demo app's views, through WebTest; and its .ini files."""
 import hashlib
+import io
 import re
 from pathlib import Path
 
@@ -45,7 +46,8 @@ class RecordReads:
 @pytest.fixture
 def recorder(tmp_path):
     return RecordReads(make_app(**{"demo.upload_dir": str(tmp_path),
-                                   "demo.max_upload_size": "1000000"}))
+                                   "demo.max_upload_size": "1000000",
+                                   "demo.processing_delay": "0"}))
 
 
 @pytest.fixture
@@ -63,12 +65,13 @@ def csrf_token(page):
     return re.search(r'<meta name="csrf-token" content="([^"]+)"', page.text)[1]
 
 
-def post_upload(app, body, *, token=None, name="data.bin", upload_id="demo-1", status=200):
+def post_form(app, files, *, token=None, upload_id="demo-1", status=200):
+    """POST ``files`` (``(name, bytes)`` pairs) as the page does: one
+    multipart form, every file in its field ``files``."""
     token = token if token is not None else csrf_token(app.get("/"))
-    return app.post(f"/upload?name={name}&X-Progress-ID={upload_id}", body,
-                    headers={"X-CSRF-Token": token,
-                             "Content-Type": "application/octet-stream"},
-                    status=status)
+    return app.post(f"/upload?X-Progress-ID={upload_id}",
+                    upload_files=[("files", name, content) for name, content in files],
+                    headers={"X-CSRF-Token": token}, status=status)
 
 
 def test_anonymous_visitors_get_the_sign_in_form_with_a_csrf_token():
@@ -105,24 +108,36 @@ def test_user_names_reach_the_page_escaped():
     assert "<b>eve</b>" not in page.text
 
 
-def test_an_upload_is_streamed_to_a_temporary_file_and_deleted(app, recorder, tmp_path):
+def test_a_form_of_files_is_read_in_pieces_checked_stored_and_deleted(app, recorder, tmp_path):
     sign_in(app)
-    body = bytes(range(256)) * 1200  # 300 KiB
-    answer = post_upload(app, body).json
-    assert answer["received"] == len(body)
-    assert answer["sha256"] == hashlib.sha256(body).hexdigest()
-    assert Path(answer["stored_as"]).parent == tmp_path
-    assert not Path(answer["stored_as"]).exists()
+    first, second = bytes(range(256)) * 1200, b"second file" * 1000  # 300 KiB, 11 kB
+    answer = post_form(app, [("first.bin", first), ("second.txt", second)]).json
+    assert [(f["name"], f["received"], f["sha256"]) for f in answer["files"]] == [
+        ("first.bin", len(first), hashlib.sha256(first).hexdigest()),
+        ("second.txt", len(second), hashlib.sha256(second).hexdigest())]
+    assert answer["received"] == len(first) + len(second)
+    assert {Path(f["stored_as"]).parent for f in answer["files"]} == {tmp_path}
     assert list(tmp_path.iterdir()) == []
     assert 0 < max(recorder.last.reads) <= 64 * 1024
-    assert len(recorder.last.reads) >= len(body) // (64 * 1024)
+    assert len(recorder.last.reads) >= len(first) // (64 * 1024)
+
+
+def test_the_upload_lists_each_file_and_ends_at_the_last_processing_stage(app):
+    sign_in(app)
+    post_form(app, [("a.bin", b"a" * 3000), ("b.bin", b"b" * 2000)], upload_id="staged-1")
+    record = app.get("/upload-progress?X-Progress-ID=staged-1").json
+    assert record["state"] == "done"
+    assert [(f["filename"], f["received"], f["done"]) for f in record["files"]] == [
+        ("a.bin", 3000, True), ("b.bin", 2000, True)]
+    assert record["stage"] == {"name": "storing", "done": 2, "total": 2}
 
 
 def test_the_upload_ends_done_in_the_users_listing_and_nobody_elses(app):
     sign_in(app)
-    post_upload(app, b"x" * 5000, upload_id="listed-1")
+    post_form(app, [("x.bin", b"x" * 5000)], upload_id="listed-1")
     [mine] = app.get("/upload-progress").json["uploads"]
-    assert (mine["id"], mine["state"], mine["received"]) == ("listed-1", "done", 5000)
+    assert (mine["id"], mine["state"]) == ("listed-1", "done")
+    assert mine["received"] == mine["size"] > 5000
     bob = webtest.TestApp(app.app)
     sign_in(bob, "bob", "bob")
     assert bob.get("/upload-progress").json == {"uploads": []}
@@ -130,22 +145,40 @@ def test_the_upload_ends_done_in_the_users_listing_and_nobody_elses(app):
 
 def test_an_upload_over_the_limit_is_refused_unread_with_a_413(app, recorder):
     sign_in(app)
-    answer = post_upload(app, b"x" * 1000001, upload_id="big-1", status=413).json
+    answer = post_form(app, [("big.bin", b"x" * 1000001)], upload_id="big-1", status=413).json
     assert "larger than this demo's limit of 1000000 bytes" in answer["error"]
     assert recorder.last.reads == []
     record = app.get("/upload-progress?X-Progress-ID=big-1").json
     assert (record["state"], record["status"]) == ("error", 413)
 
 
+def test_a_body_that_is_not_a_form_is_refused_with_a_415(app):
+    sign_in(app)
+    answer = app.post("/upload", b"x" * 10, status=415, headers={
+        "X-CSRF-Token": csrf_token(app.get("/")), "Content-Type": "application/octet-stream"})
+    assert "multipart/form-data" in answer.json["error"]
+
+
+def test_a_form_without_a_content_length_is_refused_unread_with_a_411(app, recorder):
+    sign_in(app)
+    request = webtest.TestRequest.blank(
+        "/upload", method="POST", headers={"X-CSRF-Token": csrf_token(app.get("/"))},
+        content_type="multipart/form-data; boundary=x")
+    request.environ["wsgi.input"] = io.BytesIO(b"--x--\r\n")
+    request.environ.pop("CONTENT_LENGTH", None)
+    assert app.do_request(request, status=411).json["error"]
+    assert recorder.last.reads == []
+
+
 def test_uploading_without_signing_in_is_a_403_json_error(app):
     token = csrf_token(app.get("/"))
-    answer = post_upload(app, b"x" * 10, token=token, status=403).json
+    answer = post_form(app, [("x.bin", b"x" * 10)], token=token, status=403).json
     assert answer["error"]
 
 
 def test_uploading_without_the_csrf_header_is_a_400_json_error(app):
     sign_in(app)
-    assert post_upload(app, b"x" * 10, token="forged", status=400).json["error"]
+    assert post_form(app, [("x.bin", b"x" * 10)], token="forged", status=400).json["error"]
 
 
 def test_signing_out_forgets_the_user(app):
@@ -158,6 +191,13 @@ def test_signing_out_forgets_the_user(app):
 def test_the_demo_needs_a_secret():
     with pytest.raises(ConfigurationError, match="demo.secret"):
         make_app(**{"demo.secret": ""})
+
+
+@pytest.mark.parametrize("setting", ["demo.max_upload_size", "demo.processing_delay"])
+@pytest.mark.parametrize("value", ["-1", "lots"])
+def test_a_bad_number_setting_stops_the_demo_naming_it(setting, value):
+    with pytest.raises(ConfigurationError, match=f"{setting} = '{value}'"):
+        make_app(**{setting: value})
 
 
 def test_development_ini_serves_with_gunicorn_gthread_on_the_readmes_port():

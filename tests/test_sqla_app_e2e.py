@@ -4,7 +4,9 @@ Over real sockets, with and without pyramid_debugtoolbar: a slow upload
 shows its progress by id while it arrives (pending: pyramid_retry copies the
 body before any tween, so its owner is known only once the body is in), then
 lands done in its owner's listing and nobody else's; a retried upload is one
-record, done, counted once.
+record, done, counted once. A record ends when the server closes the
+response, a moment after the client has read it: the tests wait for that,
+bounded, before they look at how it ended.
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ SIZE = 1024 * 1024
 CHUNK = 64 * 1024
 DELAY = 0.05  # 16 chunks: about 0.75 s to arrive
 POLL_EVERY = 0.02
+#: The record ends when the server closes the response, a moment after the
+#: client has its bytes: how long a test waits for that.
+SETTLE_TIMEOUT = 5.0
 
 
 @pytest.fixture(scope="module", params=["plain", "toolbar"])
@@ -66,6 +71,19 @@ def listed(server, pid, userid=1):
     return [u for u in answer["uploads"] if u["id"] == pid]
 
 
+def settled(server, pid, userid=1):
+    """The upload as its owner's listing shows it once it has left
+    ``uploading``; polls for at most ``SETTLE_TIMEOUT`` seconds."""
+    deadline = time.monotonic() + SETTLE_TIMEOUT
+    while True:
+        records = listed(server, pid, userid)
+        if records and records[0]["state"] != "uploading":
+            [record] = records
+            return record
+        assert time.monotonic() < deadline, f"still not ended: {records}"
+        time.sleep(POLL_EVERY)
+
+
 def watch(server, path, pid):
     """Upload slowly to ``path`` as user 1 and poll it by id meanwhile.
 
@@ -105,7 +123,7 @@ def test_a_finished_upload_is_done_for_its_owner_alone(server, quiet_addon):
                            headers={**user(1), "X-Progress-ID": pid})
     assert response.status == 200
 
-    [record] = listed(server, pid, userid=1)
+    record = settled(server, pid)
     assert record["state"] == "done"
     assert record["received"] == record["size"] == SIZE
     assert poll(server, pid, userid=1)["state"] == "done"
@@ -125,7 +143,7 @@ def test_a_retried_upload_is_one_done_record(server, quiet_addon):
     assert body["sha256"] == body["first_attempt"]["sha256"] == digest
     assert seen == sorted(seen)
     assert len({r for r in seen if 0 < r < SIZE}) >= 3, seen
-    [record] = listed(server, pid, userid=1)
+    record = settled(server, pid)
     assert record["state"] == "done"
     assert record["received"] == record["size"] == SIZE
     status, _, rows = get_json(server.url, f"/upload-count?id={pid}")
@@ -140,7 +158,7 @@ def test_an_upload_whose_view_raises_ends_in_error(server, variant, quiet_addon)
     assert response.status == 500
     # The toolbar, when there, renders its debugger page: it is really active.
     assert (b"debugtoolbar" in response.body) == (variant == "toolbar")
-    [record] = listed(server, pid, userid=1)
+    record = settled(server, pid)
     assert record["state"] == "error"
     assert record["received"] == SIZE
     assert record["status"] == (500 if variant == "toolbar" else None)

@@ -6,8 +6,10 @@ Settings of its own, besides ``upload_progress.*``:
 - ``demo.users``: ``name:password`` pairs, space-separated;
 - ``demo.secret``: signs the session cookie (required);
 - ``demo.max_upload_size``: bytes; a larger upload is refused with 413;
-- ``demo.upload_dir``: where uploads are written while they arrive
-  (default: the system's temporary directory); each is deleted at once.
+- ``demo.upload_dir``: where each uploaded file is "stored" once the form
+  is in (default: the system's temporary directory); deleted at once;
+- ``demo.processing_delay``: seconds each processing step of each file
+  waits (default 0), so that the stages after the body can be watched.
 """
 from __future__ import annotations
 
@@ -25,12 +27,8 @@ def main(global_config, **settings):
     secret = settings.get("demo.secret", "").strip()
     if not secret:
         raise ConfigurationError("demo.secret: set a secret to sign session cookies")
-    try:
-        settings["demo.max_upload_size"] = int(settings.get("demo.max_upload_size", 64 << 20))
-    except ValueError:
-        raise ConfigurationError(
-            f"demo.max_upload_size = {settings['demo.max_upload_size']!r}: expected bytes"
-        ) from None
+    number("demo.max_upload_size", int, 64 << 20, settings, "bytes")
+    number("demo.processing_delay", float, 0.0, settings, "seconds")
     settings["demo.upload_dir"] = settings.get("demo.upload_dir") or tempfile.gettempdir()
     settings.setdefault("demo.users", "alice:alice bob:bob")
     users = parse_users(settings["demo.users"])
@@ -47,3 +45,15 @@ def main(global_config, **settings):
         config.add_route("upload", "/upload")
         config.scan(".views")
         return config.make_wsgi_app()
+
+
+def number(name, parse, default, settings, unit) -> None:
+    """Parse the setting ``name`` in place: ``parse``d, at least 0."""
+    value = settings.get(name, default)
+    try:
+        parsed = parse(value)
+        if not parsed >= 0:
+            raise ValueError(value)
+    except ValueError:
+        raise ConfigurationError(f"{name} = {value!r}: expected {unit}") from None
+    settings[name] = parsed

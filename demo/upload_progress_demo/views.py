@@ -4,15 +4,19 @@ from __future__ import annotations
 import hashlib
 import html
 import json
+import shutil
 import string
 import tempfile
+import time
 from importlib.resources import files
 
 from pyramid.csrf import get_csrf_token
 from pyramid.httpexceptions import (
     HTTPException,
+    HTTPLengthRequired,
     HTTPRequestEntityTooLarge,
     HTTPSeeOther,
+    HTTPUnsupportedMediaType,
 )
 from pyramid.interfaces import ISecurityPolicy
 from pyramid.response import Response
@@ -80,37 +84,68 @@ def logout(request):
 
 @view_config(route_name="upload", request_method="POST", permission="upload", renderer="json")
 def upload(request):
-    """Stream the body into a temporary file, in pieces, and delete it.
+    """Take a form of files (``multipart/form-data``, field ``files``), check
+    and "store" each one, then delete everything: this is a demo.
 
-    The file's name comes in the query (``?name=``), its bytes as the body.
-    A body larger than ``demo.max_upload_size`` is refused with 413: at once
-    when its Content-Length says so, else when it grows past the limit.
+    The form is read as any Pyramid view reads one, through ``request.POST``:
+    WebOb copies the body, in 64 KiB pieces while it arrives, into an unnamed
+    temporary file, and ``cgi.FieldStorage`` parses that copy, each file into
+    its own unnamed temporary file. Nothing is ever whole in memory, no
+    library beyond WebOb is needed, and the add-on still sees each file go
+    by: it finds the parts in the bytes as they pass, whatever reads them.
+    Then the view says what it does with them (the UPLOAD's ``stage``):
+    ``checksum`` (sha256 of each file), then ``storing`` n of N (a copy of
+    each into ``demo.upload_dir``, deleted at once); each step of each file
+    waits ``demo.processing_delay`` seconds, so the stages can be watched.
+
+    A body over ``demo.max_upload_size`` is refused unread with 413, one
+    without a Content-Length with 411 (``request.POST`` would read it all
+    before any limit could apply), any other body than a form with 415.
     """
-    limit = request.registry.settings["demo.max_upload_size"]
-    name = request.GET.get("name", "upload")
-    if request.content_length is not None and request.content_length > limit:
-        raise too_large(name, limit)
-    digest = hashlib.sha256()
-    received = 0
-    with tempfile.NamedTemporaryFile(dir=request.registry.settings["demo.upload_dir"],
-                                     prefix="upload-progress-demo-", suffix=".part") as out:
-        for chunk in iter(lambda: request.body_file.read(READ_SIZE), b""):
-            received += len(chunk)
-            if received > limit:
-                raise too_large(name, limit)
+    settings = request.registry.settings
+    limit = settings["demo.max_upload_size"]
+    if request.content_type != "multipart/form-data":
+        raise HTTPUnsupportedMediaType("send the files as a multipart/form-data form")
+    if request.content_length is None:
+        raise HTTPLengthRequired("a form upload must say its Content-Length")
+    if request.content_length > limit:
+        raise HTTPRequestEntityTooLarge(f"the upload is larger than this demo's limit of {limit} bytes")
+    files = [field for field in request.POST.getall("files") if getattr(field, "filename", None)]
+    try:
+        return process(files, request.upload_progress, settings)
+    finally:
+        for field in files:
+            field.file.close()
+
+
+def process(files, progress, settings) -> dict:
+    """What the demo does with the files once the body is in, stage by stage."""
+    stage = progress.stage if progress is not None else lambda *args: None
+    delay = settings["demo.processing_delay"]
+    stage("checksum")
+    digests = []
+    for field in files:
+        time.sleep(delay)
+        digest = hashlib.sha256()
+        for chunk in iter(lambda: field.file.read(READ_SIZE), b""):
             digest.update(chunk)
-            out.write(chunk)
-        stored_as = out.name
-    return {"name": name, "received": received, "sha256": digest.hexdigest(),
-            "stored_as": stored_as, "kept": False}
-
-
-def too_large(name: str, limit: int) -> HTTPRequestEntityTooLarge:
-    return HTTPRequestEntityTooLarge(f"{name} is larger than this demo's limit of {limit} bytes")
+        digests.append(digest.hexdigest())
+    stored = []
+    for n, field in enumerate(files, 1):
+        stage("storing", n - 1, len(files))
+        time.sleep(delay)
+        field.file.seek(0)
+        with tempfile.NamedTemporaryFile(dir=settings["demo.upload_dir"],
+                                         prefix="upload-progress-demo-", suffix=".stored") as out:
+            shutil.copyfileobj(field.file, out, READ_SIZE)
+            stored.append({"name": field.filename, "received": out.tell(),
+                           "sha256": digests[n - 1], "stored_as": out.name})
+    stage("storing", len(files), len(files))
+    return {"files": stored, "received": sum(f["received"] for f in stored), "kept": False}
 
 
 @exception_view_config(HTTPException, route_name="upload")
 def json_error(exc, request):
     """Errors of the upload as JSON, for the page to show: 400 (CSRF), 403,
-    413."""
+    411, 413, 415."""
     return Response(json={"error": exc.detail or exc.title}, status=exc.status)

@@ -191,9 +191,11 @@ export function upload(url, body, given = {}) {
   // the kernels hold (megabytes, on a fast link); but while the server's
   // count goes on growing nothing is holding the body back. A proxy that
   // buffers passes nothing on until it has it all, and the browser's count
-  // stops short of the end only by what that proxy's socket holds.
+  // stops short of the end only by what that proxy's socket holds. (A
+  // FormData's size is known only from the first XHR progress event.)
   const checkBuffering = () => {
-    transfer.buffering = Date.now() - serverMovedAt >= o.bufferingDelay
+    transfer.buffering = transfer.total > 0
+      && Date.now() - serverMovedAt >= o.bufferingDelay
       && !FINAL_STATES.has(last.state)
       && transfer.sent - last.received >= o.bufferingRatio * transfer.total;
     if (transfer.buffering && !warned) {

@@ -1,5 +1,7 @@
-// The demo page: one upload (and one bar) per chosen file, fed by the
-// add-on's client, and the "my uploads" panel fed by the listing.
+// The demo page: the chosen files go up as one form (one upload) with a
+// total bar and one bar per file, fed by the add-on's client; then what the
+// server does with them (its stages); and the "my uploads" panel fed by the
+// listing.
 // Everything the server sends goes into the page as text, never as HTML.
 import { upload, watchUploads } from 'upload-progress';
 
@@ -27,8 +29,32 @@ function element(tag, className, text) {
   return node;
 }
 
+// One bar per chosen file: the form sends them in this order, and the
+// server lists the parts it has seen in body order, so part i is file i.
+function showFiles(rows, files) {
+  rows.forEach((row, i) => {
+    const part = files?.[i];
+    const received = part?.received ?? 0;
+    const percent = part?.done ? 100 : Math.min(100, (100 * received) / (row.size || 1));
+    row.bar.value = percent;
+    row.dataset.percent = percent.toFixed(1);
+    row.dataset.done = String(Boolean(part?.done));
+    row.numbers.textContent = `${formatBytes(received)} of ${formatBytes(row.size)}`
+      + (part?.done ? ' ✓' : part ? '' : ' · not yet');
+  });
+}
+
+function describeStage(up) {
+  if (up.state !== 'uploading') return '';
+  if (up.stage) {
+    const count = up.stage.total == null ? '' : ` ${up.stage.done ?? 0} of ${up.stage.total}`;
+    return `The server has the whole upload and is now at: ${up.stage.name}${count}…`;
+  }
+  return up.size != null && up.received >= up.size ? 'The server has the whole upload…' : '';
+}
+
 function showProgress(item, up, transfer) {
-  const { bar, numbers, files, stage, warning } = item.parts;
+  const { bar, numbers, rows, stage, warning } = item.parts;
   item.dataset.state = up.state;
   if (up.state === 'starting') {
     bar.removeAttribute('value');
@@ -43,22 +69,31 @@ function showProgress(item, up, transfer) {
     numbers.textContent = `${formatPercent(up.percent)} · ${formatBytes(up.received)} of `
       + `${formatBytes(up.size)}${rate}${eta} · browser sent ${formatBytes(transfer.sent)}`;
   }
-  files.replaceChildren(...(up.files ?? []).map((file) => element('li', null,
-    `${file.filename} (${file.field}): ${formatBytes(file.received)}${file.done ? ' ✓' : ''}`)));
-  const total = up.stage?.total == null ? '' : ` ${up.stage.done ?? 0}/${up.stage.total}`;
-  stage.textContent = up.stage ? `server: ${up.stage.name}${total}` : '';
+  showFiles(rows, up.files);
+  stage.textContent = describeStage(up);
+  item.dataset.stage = up.state === 'uploading' ? (up.stage?.name ?? '') : '';
   warning.hidden = !transfer.buffering;
   item.dataset.buffering = String(transfer.buffering);
 }
 
+function showCancelled(item, how) {
+  item.dataset.outcome = 'cancelled';
+  item.dataset.ending = how;
+  item.parts.result.textContent = how === '409' || item.dataset.cancelledByServer === 'true'
+    ? 'Cancelled: the server stopped it too.'
+    : 'Cancelled: the browser stopped sending; the server ends the upload when the connection does.';
+}
+
 function showResponse(item, response) {
   const { result } = item.parts;
-  if (response.ok && response.json) {
-    const stored = response.json;
+  if (response.status === 409 && response.upload.cancelled) {
+    showCancelled(item, '409');
+  } else if (response.ok && response.json) {
+    const { files, received } = response.json;
     item.dataset.outcome = 'stored';
-    result.textContent = `The server received ${formatBytes(stored.received)} `
-      + `(${stored.received} bytes, sha256 ${stored.sha256.slice(0, 16)}…), wrote them to `
-      + `${stored.stored_as} as they arrived, then deleted the file (this is a demo).`;
+    result.textContent = `The server received ${files.length} file(s), ${formatBytes(received)} `
+      + `(${received} bytes): ${files.map((f) => `${f.name} (sha256 ${f.sha256.slice(0, 12)}…)`).join(', ')}; `
+      + 'it checked and stored each one, then deleted them all (this is a demo).';
   } else {
     item.dataset.outcome = 'refused';
     const why = response.json?.error ?? response.text.slice(0, 200);
@@ -67,44 +102,57 @@ function showResponse(item, response) {
 }
 
 function showFailure(item, error) {
-  const { result } = item.parts;
   const status = error.upload?.status;
   if (error.name === 'AbortError') {
-    item.dataset.outcome = 'cancelled';
-    result.textContent = item.dataset.cancelledByServer === 'true'
-      ? 'Cancelled: the server stopped it too.'
-      : 'Cancelled: the browser stopped sending; the server ends the upload when the connection does.';
+    showCancelled(item, 'aborted');
   } else {
     item.dataset.outcome = 'failed';
-    result.textContent = status
+    item.parts.result.textContent = status
       ? `The server refused the upload (${status}${status === 413 ? ': larger than the limit' : ''}) and closed the connection.`
       : `The upload broke off: ${error.message}.`;
   }
 }
 
-function startUpload(file, list, options) {
+function fileRow(file) {
+  const row = element('li', 'file');
+  row.size = file.size;
+  row.bar = element('progress');
+  row.bar.max = 100;
+  row.numbers = element('span', 'numbers');
+  row.append(element('span', 'file-name', file.name), row.bar, row.numbers);
+  return row;
+}
+
+// All chosen files in one multipart form: one upload, one total bar, and
+// one bar per file fed by the UPLOAD's `files`.
+function startUpload(chosen, list, options) {
   const item = element('li', 'upload');
+  const rows = chosen.map(fileRow);
   item.parts = {
     bar: element('progress'),
     numbers: element('div', 'numbers', 'starting…'),
-    files: element('ul', 'files'),
+    rows,
     stage: element('div', 'stage'),
-    warning: element('div', 'warning', 'Your browser has sent the whole file, but the server '
+    warning: element('div', 'warning', 'Your browser has sent the whole form, but the server '
       + 'has received far less: something in front of it (a proxy) is buffering the upload, '
       + 'so the bar can only jump at the end.'),
     result: element('div', 'result'),
   };
   item.parts.bar.max = 100;
   item.parts.warning.hidden = true;
+  showFiles(rows, null);
   const cancel = element('button', 'cancel', 'Cancel');
   cancel.type = 'button';
-  const { bar, numbers, files, stage, warning, result } = item.parts;
-  item.append(element('div', 'name', file.name), bar, numbers, files, stage, warning, cancel, result);
+  const { bar, numbers, stage, warning, result } = item.parts;
+  const files = element('ul', 'files');
+  files.append(...rows);
+  const title = chosen.length === 1 ? chosen[0].name : `${chosen.length} files in one form`;
+  item.append(element('div', 'name', title), bar, numbers, files, stage, warning, cancel, result);
   list.prepend(item);
 
-  const url = new URL(options.uploadUrl, document.baseURI);
-  url.searchParams.set('name', file.name);
-  const handle = upload(url.href, file, {
+  const form = new FormData();
+  for (const file of chosen) form.append('files', file);
+  const handle = upload(options.uploadUrl, form, {
     ...options, onProgress: (up, transfer) => showProgress(item, up, transfer),
   });
   item.dataset.uploadId = handle.id;
@@ -148,7 +196,7 @@ if (section) {
   const list = document.getElementById('uploads');
   form.addEventListener('submit', (event) => {
     event.preventDefault();
-    for (const file of input.files) startUpload(file, list, options);
+    if (input.files.length) startUpload([...input.files], list, options);
     form.reset();
   });
   const tbody = document.getElementById('my-uploads');
