@@ -28,9 +28,15 @@ class Row:
     target: str = ""
     met: bool | None = None
     note: str = ""
+    noise: float | None = None
+    """How far an A/A comparison (the untracked case against itself) strayed
+    from 1 in the same run: a miss by less than that is not resolved."""
 
     @property
     def result(self) -> str:
+        if self.met is False and self.noise is not None and self.ratio:
+            if float(self.ratio) - 1 <= self.noise + 0.02:
+                return "MISSED (within A/A noise)"
         return {True: "met", False: "MISSED", None: ""}[self.met]
 
 

@@ -84,15 +84,16 @@ def side_by_side(row: str, case: str, cases: Mapping[str, Callable[[], Any]],
     paste_ratio = median_ratio(times, "paste", "untracked") if "paste" in times else None
     peer = seconds(medians["paste"]) if "paste" in medians else (
         "paste crashed" if "paste" in crashed else "")
-    note = "; ".join([note] * bool(note) + [
-        f"A/A (untracked twice) {median_ratio(times, 'A/A', 'untracked'):.3f}"])
+    control = median_ratio(times, "A/A", "untracked")
+    note = "; ".join([note] * bool(note) + [f"A/A (untracked twice) {control:.3f}"])
     if crashed:
         note = "; ".join([note] * bool(note) + [f"{name} crashed: {error}"
                                                 for name, error in crashed.items()])
     result = Row(row, case, seconds(medians["untracked"]), seconds(medians["tracked"]),
                  peer, f"{ratio:.3f}",
                  "" if paste_ratio is None else f"{paste_ratio:.3f}", target,
-                 None if judge is None else judge(ratio, paste_ratio), note)
+                 None if judge is None else judge(ratio, paste_ratio), note,
+                 abs(control - 1))
     return result, times
 
 
