@@ -203,7 +203,7 @@ def report_rows(sizes: Sizes, kind: str, tmp: str, redis_url: str | None) -> lis
         full = make_app(True, store_settings(kind, f"{tmp}/full-{kind}.sqlite3", redis_url))
     except ConfigurationError as exc:
         return [Row("4", f"report view, {kind} store", target="<= 1.2x empty",
-                    note=f"skipped: the add-on rejects the setting: {exc}")]
+                    note=_rejected(exc))]
     for app in (empty, full):
         _upload(app, "me", "target")
     for i in range(sizes.others):
@@ -267,7 +267,7 @@ def store_write_rows(sizes: Sizes, kind: str, tmp: str, redis_url: str | None) -
         counted_store = store_from_settings(settings)
     except ConfigurationError as exc:
         return [Row("7", f"store writes, {kind} store", target="<= d/interval + 3",
-                    note=f"skipped: the add-on rejects the setting: {exc}")]
+                    note=_rejected(exc))]
     # The memory store asks for no throttling; as a stand-in for a store
     # with a network hop, the counting proxy asks for it.
     counting = CountingStore(counted_store, throttled=True if kind == "memory"
@@ -312,6 +312,13 @@ def store_write_rows(sizes: Sizes, kind: str, tmp: str, redis_url: str | None) -
                     met=counting.total <= allowed,
                     note=f"{_calls(counting)} in {seconds(duration)}"))
     return rows
+
+
+def _rejected(exc: ConfigurationError) -> str:
+    """Why the add-on refused a store setting at start-up, in one line
+    (Pyramid wraps the error with where the action was registered)."""
+    error = getattr(exc, "evalue", exc)
+    return f"skipped: the add-on rejects the setting: {str(error).splitlines()[0]}"
 
 
 def _calls(counting: CountingStore, uploads: int = 1) -> str:

@@ -340,7 +340,7 @@ def _module_sees(proxy: int, size: int) -> str:
     _, _, final = get_json(proxy, "/progress", {"X-Progress-ID": "watched"})
     mid = [r for r in seen if 0 < r < size]
     return (f"module mid-upload: {len(mid)} of {len(seen)} polls saw 0 < received < size "
-            f"(largest seen {max(seen, default=0) // MIB} MiB), "
+            f"(largest seen {max(seen, default=0) // 1024} KiB of {size // MIB} MiB), "
             f"states {sorted(states)}, after: {final.get('state')}")
 
 
