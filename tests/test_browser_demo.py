@@ -275,7 +275,7 @@ def test_front_end_code_written_for_nginx_drives_a_bar(browser):
 
 def test_a_buffering_proxy_shows_the_warning(browser, server, tmp_path):
     upload_file = tmp_path / "buffered.bin"
-    upload_file.write_bytes(bytes(3 * MiB))
+    upload_file.write_bytes(bytes(2 * MiB))
     with ThrottlingProxy(server.port, rate=RATE, mode="buffering") as buffering:
         browser.get_log("browser")  # forget earlier messages
         browser.get(buffering.url + "/")
@@ -283,7 +283,10 @@ def test_a_buffering_proxy_shows_the_warning(browser, server, tmp_path):
         item = wait_for(browser, UPLOAD_ITEM, lambda i: i["buffering"] == "true")
         assert item["state"] in ("starting", "uploading")
         assert browser.find_element("css selector", "#uploads > li .warning").is_displayed()
-        final = wait_for(browser, UPLOAD_ITEM, lambda i: i["outcome"] is not None)
+        # The proxy passes the body on only once it has all of it: on two
+        # busy cores that may take a while.
+        final = wait_for(browser, UPLOAD_ITEM, lambda i: i["outcome"] is not None,
+                         timeout=45.0)
     assert final["outcome"] == "stored", final
     warnings = [entry["message"] for entry in browser.get_log("browser")
                 if "is buffering the body" in entry["message"]]

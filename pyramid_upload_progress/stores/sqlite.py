@@ -111,6 +111,8 @@ class _Connection(sqlite3.Connection):
     fails on the lock has done nothing, so trying it again is safe.
     """
 
+    lock_timeout = BUSY_TIMEOUT
+
     def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
         deadline = None
         while True:
@@ -121,7 +123,7 @@ class _Connection(sqlite3.Connection):
                     raise
                 now = time.monotonic()
                 if deadline is None:
-                    deadline = now + BUSY_TIMEOUT
+                    deadline = now + self.lock_timeout
                 elif now >= deadline:
                     raise
                 time.sleep(0.001)
@@ -198,7 +200,8 @@ class SQLiteUploadProgressStore:
     upload declined (served untracked, one warning per process).
 
     ``clock`` gives epoch seconds (one clock for the whole host); tests pass
-    their own.
+    their own. ``lock_timeout`` is how long a write may wait for the lock
+    (:data:`BUSY_TIMEOUT` unless a test says otherwise).
     """
 
     throttled = True
@@ -211,8 +214,10 @@ class SQLiteUploadProgressStore:
         stall_timeout: float = 3600.0,
         max_uploads: int = 10000,
         clock: Callable[[], float] = time.time,
+        lock_timeout: float = BUSY_TIMEOUT,
     ) -> None:
         self.path = os.path.abspath(path)
+        self.lock_timeout = lock_timeout
         self.timeout = timeout
         self.stall_timeout = stall_timeout
         self.max_uploads = max_uploads
@@ -378,6 +383,7 @@ class SQLiteUploadProgressStore:
         connection = sqlite3.connect(
             f"file:{quote(self.path)}?mode={mode}", uri=True, timeout=timeout,
             isolation_level=None, check_same_thread=False, factory=_Connection)
+        connection.lock_timeout = self.lock_timeout
         connection.execute("PRAGMA synchronous = OFF")
         return connection
 
