@@ -88,9 +88,18 @@ def cancel_after(server, upload_id: str, size: int, keep_alive: bool):
 
 
 def final_record(server, upload_id):
-    connection = http.client.HTTPConnection(HOST, server.port, timeout=10)
-    connection.request("GET", f"/upload-progress?X-Progress-ID={upload_id}", headers=ALICE)
-    return json.loads(connection.getresponse().read())
+    """The upload once it has ended (the server ends a record when it closes
+    the response, which may be just after the client has it)."""
+    deadline = time.monotonic() + 5
+    while True:
+        connection = http.client.HTTPConnection(HOST, server.port, timeout=10)
+        connection.request("GET", f"/upload-progress?X-Progress-ID={upload_id}",
+                           headers=ALICE)
+        record = json.loads(connection.getresponse().read())
+        connection.close()
+        if record["finished"] is not None or time.monotonic() > deadline:
+            return record
+        time.sleep(0.02)
 
 
 @pytest.mark.parametrize("keep_alive", [True, False], ids=["keep-alive", "connection-close"])

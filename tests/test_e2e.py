@@ -55,6 +55,16 @@ def poll_while(server, thread, upload_id, headers=ALICE):
     return seen
 
 
+def ended(server, upload_id, headers=ALICE, timeout=5.0):
+    """The upload once it has ended: the server ends a record when it closes
+    the response, which may be just after the client has it."""
+    deadline = time.monotonic() + timeout
+    while (answer := poll(server, upload_id, headers))["finished"] is None:
+        assert time.monotonic() < deadline, answer
+        time.sleep(0.02)
+    return answer
+
+
 def intermediate(answers, size):
     return [a["received"] for a in answers
             if a["state"] == "uploading" and 0 < a["received"] < size]
@@ -76,7 +86,7 @@ def test_polls_see_the_upload_arrive(server):
     assert response.json()["sha256"] == hashlib.sha256(payload(SIZE)).hexdigest()
     assert len(set(seen)) >= 3, seen
     assert seen == sorted(seen)
-    final = poll(server, upload_id)
+    final = ended(server, upload_id)
     assert (final["state"], final["received"], final["size"], final["status"]) == (
         "done", SIZE, SIZE, 200)
 
@@ -87,6 +97,7 @@ def test_the_owners_listing_has_the_upload_and_others_see_starting(server):
     during = poll_while(server, thread, upload_id, headers={"X-User": "bob"})
     thread.join_result()
     assert {a["state"] for a in during} == {"starting"}
+    ended(server, upload_id)
     _, _, listing = get_json(server.port, "/upload-progress", ALICE)
     [mine] = [u for u in listing["uploads"] if u["id"] == upload_id]
     assert mine["state"] == "done"
@@ -104,7 +115,7 @@ def test_a_multipart_form_upload_is_seen_arriving(server):
     assert response.json() == {"read": SIZE,
                                "sha256": hashlib.sha256(payload(SIZE)).hexdigest()}
     assert len(set(seen)) >= 3, seen
-    final = poll(server, upload_id)
+    final = ended(server, upload_id)
     assert (final["state"], final["received"]) == ("done", len(body))
 
 
@@ -117,7 +128,7 @@ def test_a_chunked_upload_is_seen_arriving_without_a_size(server):
     assert len(set(seen)) >= 3, seen
     assert all(a["size"] is None and a["percent"] is None
                for a in answers if a["state"] == "uploading")
-    final = poll(server, upload_id)
+    final = ended(server, upload_id)
     assert (final["state"], final["received"], final["size"]) == ("done", SIZE, None)
 
 
@@ -127,10 +138,7 @@ def test_a_client_that_disconnects_half_way_ends_in_error(server, chunked):
     thread = upload_in_background(server, upload_id, chunked=chunked,
                                   disconnect_after=SIZE // 2)
     assert thread.join_result() is None
-    deadline = time.monotonic() + 10
-    while (final := poll(server, upload_id))["finished"] is None:
-        assert time.monotonic() < deadline, final
-        time.sleep(0.05)
+    final = ended(server, upload_id, timeout=10)
     assert final["state"] == "error"
     assert 0 < final["received"] <= SIZE // 2
     assert get_json(server.port, "/upload-progress", ALICE)[0] == 200
@@ -144,7 +152,7 @@ def test_under_waitress_the_first_poll_during_a_slow_upload_sees_nothing():
             time.sleep(0.01)
         first = poll(server, upload_id)
         thread.join_result()
-        final = poll(server, upload_id)
+        final = ended(server, upload_id)
         time.sleep(0.2)
         output = server.output()
     assert thread.sent == SIZE
