@@ -16,11 +16,11 @@ import webtest
 from pyramid.response import Response
 
 from tests.attack_app import Background, GatedInput, WAIT, make_app, serve_upload, store_of
+from tests.e2e.client import ALICE
 
 SIZE = 200_000
 READS = -(-SIZE // 8192)
 """How many reads of the server's input the view's 8 KiB buffer makes."""
-ALICE = {"X-User": "alice"}
 BOB = {"X-User": "bob"}
 
 

@@ -18,11 +18,11 @@ from hypothesis import strategies as st
 
 from pyramid_upload_progress import IUploadProgressStore
 from tests.plain_app import make_app
+from tests.e2e.client import ALICE
 
 FUZZ = settings(max_examples=1000, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.too_slow])
 VALID = re.compile(r"[A-Za-z0-9_.\-]{1,128}")
-ALICE = {"X-User": "alice"}
 
 APP = webtest.TestApp(make_app({"upload_progress.threshold": "0"}))
 

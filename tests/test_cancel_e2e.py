@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from tests.e2e.client import HOST, payload, read_response
+from tests.e2e.client import ALICE, HOST, payload, read_response
 from tests.e2e.servers import serve
 
 pytestmark = pytest.mark.e2e
@@ -23,7 +23,6 @@ APP = "tests.plain_app:app"
 MIB = 1024 * 1024
 CHUNK = 64 * 1024
 DELAY = 0.01  # 6.4 MB/s: 32 MiB would take 5 s
-ALICE = {"X-User": "alice"}
 
 
 class CancelledUpload:

@@ -15,6 +15,7 @@ import uuid
 import pytest
 
 from tests.e2e.client import (
+    ALICE,
     UploadThread,
     get_json,
     multipart_body,
@@ -29,7 +30,6 @@ APP = "tests.plain_app:app"
 SIZE = 1024 * 1024
 CHUNK = 64 * 1024
 DELAY = 0.05
-ALICE = {"X-User": "alice"}
 
 
 @pytest.fixture(scope="module", params=["gunicorn", "cheroot"])

@@ -3,7 +3,7 @@
 Redis stopped, hung and restarted under live uploads, and what Redis costs
 per upload.
 
-The app is ``tests/plain_app.py`` (through ``tests/e2e/pid_app.py``, which
+The app is ``tests/plain_app.py`` (through ``tests/e2e/worker_app.py``, which
 says which worker answered); it answers an upload with its size and
 SHA-256, so a test sees that the bytes arrived intact.
 """
@@ -18,7 +18,7 @@ import uuid
 
 import pytest
 
-from tests.e2e.client import UploadThread, get_json, payload, slow_upload
+from tests.e2e.client import ALICE, UploadThread, get_json, payload, slow_upload
 from tests.e2e.servers import serve
 from tests.redis_server import fresh_prefix, own_server, require_redis, session_server
 
@@ -26,8 +26,7 @@ require_redis()
 
 pytestmark = pytest.mark.e2e
 
-APP = "tests.e2e.pid_app:app"
-ALICE = {"X-User": "alice"}
+APP = "tests.e2e.worker_app:app"
 SIZE = 1024 * 1024
 CHUNK = 64 * 1024
 DELAY = 0.05

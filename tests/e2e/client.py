@@ -22,6 +22,9 @@ from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
 HOST = "127.0.0.1"
+ALICE = {"X-User": "alice"}
+"""The headers of a request by user alice (``tests.plain_app``'s security
+policy reads the principal from ``X-User``)."""
 #: Multipart boundary and file name used by ``multipart_body``.
 BOUNDARY = "e2e-boundary-7d3f1a"
 FILENAME = "upload.bin"
