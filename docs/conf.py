@@ -28,11 +28,6 @@ nitpick_ignore_regex = [
     (r"py:.*", r"(pyramid|webob|zope|redis|sqlite3|transaction|collections|typing)(\..*)?"),
 ]
 
-# The SQLite and Redis stores' docstrings were written before these docs:
-# their references to names the docs do not show stay plain text.
-lenient_docstrings = ["pyramid_upload_progress.stores.sqlite",
-                      "pyramid_upload_progress.stores.redis"]
-
 autodoc_member_order = "bysource"
 autodoc_typehints = "signature"
 autodoc_default_options = {"members": True}

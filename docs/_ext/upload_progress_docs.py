@@ -8,11 +8,7 @@ without a meaning, or a meaning of no setting, fails the build.
 
 ``.. if-importable:: dotted.module`` renders its content when the module
 imports, and otherwise a note saying that it does not here: the API of a
-store whose module (or library) is not installed yet. References that the
-docstrings of the modules in the config value ``lenient_docstrings`` make
-to names the documentation does not show (module constants, methods
-without a docstring) stay plain text instead of failing a ``-n -W``
-build: those modules are documented before their authors write for Sphinx.
+store whose library (redis-py) is not installed.
 """
 from __future__ import annotations
 
@@ -93,16 +89,7 @@ class IfImportable(SphinxDirective):
         return container.children
 
 
-def lenient_reference(app, domain, node) -> bool:
-    """Silence an unresolved reference made by a lenient module's docstring."""
-    source = node.source or ""
-    return any(f"docstring of {module}." in source
-               for module in app.config.lenient_docstrings)
-
-
 def setup(app):
-    app.add_config_value("lenient_docstrings", [], "env")
-    app.connect("warn-missing-reference", lenient_reference)
     app.add_directive("upload-progress-settings", SettingsTable)
     app.add_directive("if-importable", IfImportable)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

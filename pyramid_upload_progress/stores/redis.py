@@ -28,13 +28,13 @@ class RedisUploadProgressStore:
     """Upload records in Redis, through a redis-py ``client``.
 
     Every call is one round-trip: one ``EVALSHA`` of a Lua script
-    (:data:`SCRIPT`) that reads and writes atomically on the server, so
+    (``SCRIPT``) that reads and writes atomically on the server, so
     threads, processes and hosts never race. Times come from the Redis
     server's clock (``TIME`` inside the script), so records written by hosts
     whose clocks differ agree. The add-on throttles progress writes
-    (``throttled``): :meth:`update` at most once per
-    ``upload_progress.update_interval``, plus :meth:`start`,
-    :meth:`set_owner` and :meth:`finish`, per upload.
+    (``throttled``): :meth:`~pyramid_upload_progress.interfaces.IUploadProgressStore.update` at most once per
+    ``upload_progress.update_interval``, plus :meth:`~pyramid_upload_progress.interfaces.IUploadProgressStore.start`,
+    :meth:`~pyramid_upload_progress.interfaces.IUploadProgressStore.set_owner` and :meth:`~pyramid_upload_progress.interfaces.IUploadProgressStore.finish`, per upload.
 
     Keys, under ``prefix``: ``u:<key>`` a hash per record; ``id:<upload id>``
     and ``o:<owner>`` sorted sets of record keys, each scored by its

@@ -102,7 +102,7 @@ parent still uses."""
 
 class _Connection(sqlite3.Connection):
     """A connection whose statements that find the database locked are
-    tried again every millisecond, for :data:`BUSY_TIMEOUT` in all.
+    tried again every millisecond, for ``BUSY_TIMEOUT`` in all.
 
     SQLite's own busy handler sleeps ever longer between tries (1, 2, 5 ...
     25 ms: 9 tries in 0.1 s), so under a burst of writes a waiter misses
@@ -155,7 +155,7 @@ class SQLiteUploadProgressStore:
     Python's own ``sqlite3``; nothing to install or run. The file is in WAL
     mode, so a poll (a read) never waits for a write nor a write for a poll;
     writes are serialised by SQLite's lock, and one that cannot take it
-    within :data:`BUSY_TIMEOUT` (0.1 s) raises: the add-on then serves that
+    within ``BUSY_TIMEOUT`` (0.1 s) raises: the add-on then serves that
     upload untracked rather than hold it up. ``synchronous = OFF``: progress
     is ephemeral, a record lost to a power cut costs nothing.
 
@@ -194,14 +194,14 @@ class SQLiteUploadProgressStore:
     fault.
 
     Expiry needs no background thread: each new upload forgets at most
-    :data:`PURGE_BATCH` expired records, oldest first, and reads never
+    ``PURGE_BATCH`` expired records, oldest first, and reads never
     return an expired one. At ``max_uploads`` records, the oldest finished
     one is forgotten to make room; only when all are in progress is a new
     upload declined (served untracked, one warning per process).
 
     ``clock`` gives epoch seconds (one clock for the whole host); tests pass
     their own. ``lock_timeout`` is how long a write may wait for the lock
-    (:data:`BUSY_TIMEOUT` unless a test says otherwise).
+    (``BUSY_TIMEOUT`` unless a test says otherwise).
     """
 
     throttled = True
