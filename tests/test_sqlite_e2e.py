@@ -106,6 +106,7 @@ def test_every_worker_answers_a_slow_uploads_progress(tmp_path, preload):
             workers.add(pid)
             time.sleep(0.02)
         assert served_whole(thread.join_result(), size)
+        wait_for_state(server, upload_id, "alice", "done")
         finals = {}
         deadline = time.monotonic() + 10
         while len(finals) < WORKERS and time.monotonic() < deadline:
