@@ -105,7 +105,7 @@ def includeme(config: Configurator) -> None:
     config.add_directive("set_upload_progress_store", set_upload_progress_store)
     config.add_tween("pyramid_upload_progress.owner.owner_tween_factory",
                      under=EXCVIEW, over=MAIN)
-    config.add_request_method(upload_progress, "upload_progress", reify=True)
+    config.add_request_method(upload_progress, "upload_progress")
     config.add_exception_view(upload_cancelled_view, context=UploadCancelled)
     config.add_route(ROUTE_NAME, early["path"])
     if early["client"]:

@@ -53,6 +53,8 @@ class UploadProgressPolicy:
         self._warn_per_process = per_process
 
     def __call__(self, environ: dict[str, Any], router: Any) -> Any:
+        if not environ.get("CONTENT_LENGTH") and "HTTP_TRANSFER_ENCODING" not in environ:
+            return self.inner(environ, router)  # no body: most requests
         upload = self._begin(environ)
         if upload is None:
             return self.inner(environ, router)
