@@ -106,8 +106,7 @@ def sqlite_rows(settings: dict[str, str], columns: str = "*") -> list[tuple[Any,
         db.close()
 
 
-def sqlite_bytes(settings: dict[str, str]) -> int:
-    """The size of the SQLite store on disk: the file and its -wal file."""
+def sqlite_bytes(settings: dict[str, str]) -> tuple[int, int]:
+    """The size of the SQLite store on disk: (the file, its -wal file)."""
     path = settings["upload_progress.sqlite.path"]
-    return sum(os.path.getsize(path + suffix) for suffix in ("", "-wal")
-               if os.path.exists(path + suffix))
+    return os.path.getsize(path), os.path.getsize(path + "-wal")
