@@ -9,8 +9,8 @@ more than about 100 ms leaves the upload untracked and served"; a stage call
 cannot be reached", JSON as every answer at the report path, never 500.
 
 Uploads are held mid-body, the store is taken away (Redis stopped or hung;
-the SQLite file unlinked, its directory removed, or garbage put in its
-place), then polls, cancels and new uploads come, the held uploads go on
+the SQLite file unlinked, its directory removed, garbage put in its place,
+its write lock held elsewhere), then polls, cancels and new uploads come, the held uploads go on
 (each reading on and calling ``stage``), and the store comes back.
 """
 from __future__ import annotations
@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import sqlite3
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -77,8 +78,13 @@ def sqlite_fault(how: str) -> Iterator[Fault]:
     settings = {"upload_progress.store": "sqlite", "upload_progress.sqlite.path": path,
                 "upload_progress.update_interval": "0.01"}
 
+    lock = []
+
     def take_away():
-        if how == "directory removed":
+        if how == "locked":  # another connection holds the write lock
+            lock.append(sqlite3.connect(path, isolation_level=None))
+            lock[0].execute("BEGIN IMMEDIATE")
+        elif how == "directory removed":
             shutil.rmtree(directory)
         elif how == "unlinked":
             os.unlink(path)
@@ -88,7 +94,9 @@ def sqlite_fault(how: str) -> Iterator[Fault]:
                 garbage.write(b"not a database " * 1000)
 
     def bring_back():
-        if how == "directory removed":
+        if how == "locked":
+            lock.pop().close()
+        elif how == "directory removed":
             os.mkdir(directory)
         elif how == "garbage":
             os.unlink(path)
@@ -96,6 +104,8 @@ def sqlite_fault(how: str) -> Iterator[Fault]:
     try:
         yield settings, take_away, bring_back
     finally:
+        for db in lock:
+            db.close()
         shutil.rmtree(directory, ignore_errors=True)
 
 
@@ -105,6 +115,7 @@ FAULTS = {
     "sqlite unlinked": lambda: sqlite_fault("unlinked"),
     "sqlite directory removed": lambda: sqlite_fault("directory removed"),
     "sqlite garbage": lambda: sqlite_fault("garbage"),
+    "sqlite locked": lambda: sqlite_fault("locked"),
 }
 
 
@@ -167,3 +178,34 @@ def test_a_store_that_goes_away_never_breaks_an_upload(fault):
                 break
         assert (after["state"], after["received"], after["stage"]) == \
             ("done", 1000, {"name": "done", "done": None, "total": None})
+
+
+# -- a store that fails once, then answers again ---------------------------------
+
+@pytest.mark.parametrize("fault", ["redis hung", "sqlite locked"])
+def test_an_upload_the_store_missed_once_never_shows_uploading_after_it_ended(fault):
+    """One progress write fails (Redis hangs past ``socket_timeout``; the
+    SQLite lock is held past its wait); the store answers again before the
+    upload ends. Once the upload has ended, a poll by its id answers it
+    ended (``done``/``error``) or not at all (``starting``): never an
+    ``uploading`` record that nothing will ever end (the stall timeout is for
+    crashed workers, an hour by default)."""
+    with FAULTS[fault]() as (settings, take_away, bring_back):
+        app = make_app({"read": read_and_stage}, settings)
+        client = webtest.TestApp(app)
+        raw = GatedInput(os.urandom(SIZE), gates=(2, 4))
+        thread = Background(lambda: serve_upload(app, None, "/read", raw=raw,
+                                                 headers={"X-User": "alice"},
+                                                 query="X-Progress-ID=missed"))
+        thread.start()
+        assert raw.waiting.wait(WAIT)
+        raw.waiting.clear()
+        take_away()
+        time.sleep(0.05)  # a progress write is due
+        raw.go.set()  # the upload reads on: that write fails
+        assert raw.waiting.wait(WAIT)
+        bring_back()
+        raw.go.set()
+        assert thread.result().json == {"read": SIZE}
+        answer = report(client, "GET", "X-Progress-ID=missed").json
+        assert answer["state"] != "uploading", answer
