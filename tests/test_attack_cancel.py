@@ -21,7 +21,14 @@ import time
 import webtest
 from pyramid.response import Response
 
-from tests.attack_app import Background, GatedInput, WAIT, make_app, serve_upload, store_of
+from tests.attack_app import (
+    WAIT,
+    Background,
+    held_upload,
+    make_app,
+    serve_upload,
+    store_of,
+)
 from tests.attack_stores import INTERVAL, each_store, store_settings
 from tests.e2e.client import ALICE
 
@@ -62,12 +69,7 @@ def within_update_interval(kind):
 
 
 def upload_in_background(app, upload_id, gates, headers=ALICE):
-    raw = GatedInput(b"u" * SIZE, gates=gates)
-    thread = Background(lambda: serve_upload(app, None, "/read", raw=raw, headers=headers,
-                                             query=f"X-Progress-ID={upload_id}"))
-    thread.start()
-    assert raw.waiting.wait(WAIT)
-    return raw, thread
+    return held_upload(app, b"u" * SIZE, upload_id, headers, gates)
 
 
 def cancel(client, upload_id, headers=ALICE):

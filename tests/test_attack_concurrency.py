@@ -16,7 +16,7 @@ import time
 import pytest
 import webtest
 
-from tests.attack_app import WAIT, Background, GatedInput, make_app, serve_upload
+from tests.attack_app import WAIT, Background, held_upload, make_app
 from tests.attack_stores import each_store, store_settings
 from tests.e2e.client import UploadThread, get_json
 from tests.e2e.servers import serve
@@ -192,13 +192,8 @@ def test_guessed_and_reused_ids_never_show_another_users_upload(kind):
     for user, n in [(user, n) for user in MEMBERS for n in range(IDS_EACH)]:
         for uploader, size in ((user, own_size(user)), ("mallory", MALLORY),
                                (None, ANONYMOUS)):
-            raw = GatedInput(b"u" * size, gates=(1,))
             headers = {"X-User": uploader} if uploader else {}
-            thread = Background(lambda raw=raw, headers=headers, upload_id=f"{user}-{n}":
-                                serve_upload(app, None, "/read", raw=raw, headers=headers,
-                                             query=f"X-Progress-ID={upload_id}"))
-            thread.start()
-            assert raw.waiting.wait(WAIT)
+            raw, thread = held_upload(app, b"u" * size, f"{user}-{n}", headers)
             held.append((raw, thread, size))
     stop = threading.Event()
     found: list[str] = []

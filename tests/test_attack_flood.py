@@ -20,7 +20,15 @@ import webtest
 
 import pyramid_upload_progress
 
-from tests.attack_app import WAIT, Background, GatedInput, make_app, serve_upload, store_of
+from tests.attack_app import (
+    WAIT,
+    Background,
+    GatedInput,
+    held_upload,
+    make_app,
+    serve_upload,
+    store_of,
+)
 from tests.attack_stores import (
     SHARED,
     each_store,
@@ -160,12 +168,7 @@ def test_a_flood_of_anonymous_uploads_leaves_a_signed_in_users_upload_tracked(ki
                                        "upload_progress.stall_timeout": "60"})
     app = make_app({"read": read_all}, settings)
     client = webtest.TestApp(app)
-    raw = GatedInput(b"m" * LIVE, gates=(3,))
-    live = Background(lambda: serve_upload(app, None, "/read", raw=raw,
-                                           headers={"X-User": "alice"},
-                                           query="X-Progress-ID=alice-live"))
-    live.start()
-    assert raw.waiting.wait(WAIT)
+    raw, live = held_upload(app, b"m" * LIVE, "alice-live", {"X-User": "alice"}, (3,))
     errors: list[Exception] = []
     flooders = [Background(lambda: anonymous_flood(webtest.TestApp(app), FLOOD // FLOODERS,
                                                    errors)) for _ in range(FLOODERS)]

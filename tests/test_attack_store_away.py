@@ -27,7 +27,7 @@ import pytest
 import webtest
 from pyramid.response import Response
 
-from tests.attack_app import WAIT, Background, GatedInput, make_app, serve_upload
+from tests.attack_app import WAIT, held_upload, make_app
 
 HELD = 4
 SIZE = 200_000
@@ -135,15 +135,8 @@ def test_a_store_that_goes_away_never_breaks_an_upload(fault):
         client = webtest.TestApp(app)
         client.post("/read?X-Progress-ID=before", b"b" * 1000, headers={"X-User": "alice"})
         assert report(client, "GET", "X-Progress-ID=before").json["state"] == "done"
-        held = []
-        for n in range(HELD):
-            raw = GatedInput(os.urandom(SIZE), gates=(2,))
-            thread = Background(lambda raw=raw, n=n: serve_upload(
-                app, None, "/read", raw=raw, headers={"X-User": "alice"},
-                query=f"X-Progress-ID=held-{n}"))
-            thread.start()
-            assert raw.waiting.wait(WAIT)
-            held.append((raw, thread))
+        held = [held_upload(app, os.urandom(SIZE), f"held-{n}", {"X-User": "alice"}, (2,))
+                for n in range(HELD)]
         try:
             take_away()
             # While it is away: reports answer (503 or a correct answer),
@@ -193,12 +186,8 @@ def test_an_upload_the_store_missed_once_never_shows_uploading_after_it_ended(fa
     with FAULTS[fault]() as (settings, take_away, bring_back):
         app = make_app({"read": read_and_stage}, settings)
         client = webtest.TestApp(app)
-        raw = GatedInput(os.urandom(SIZE), gates=(2, 4))
-        thread = Background(lambda: serve_upload(app, None, "/read", raw=raw,
-                                                 headers={"X-User": "alice"},
-                                                 query="X-Progress-ID=missed"))
-        thread.start()
-        assert raw.waiting.wait(WAIT)
+        raw, thread = held_upload(app, os.urandom(SIZE), "missed", {"X-User": "alice"},
+                                  (2, 4))
         raw.waiting.clear()
         take_away()
         time.sleep(0.05)  # a progress write is due
