@@ -97,6 +97,20 @@ def serve_upload(app: Any, body: bytes | None, path: str, *, raw: Any = None,
     return webob.Response(body=body, status=status, headerlist=headerlist)
 
 
+def held_upload(app: Any, data: bytes, upload_id: str, headers: dict[str, str],
+                gates: tuple[int, ...] = (1,)) -> tuple[GatedInput, Background]:
+    """An upload of ``data`` to ``/read`` with ``upload_id``, running in a
+    thread and held at its first gate (its owner known): (its input, to
+    open the gates, and the thread, whose result is the response)."""
+    raw = GatedInput(data, gates=gates)
+    thread = Background(lambda: serve_upload(app, None, "/read", raw=raw, headers=headers,
+                                             query=f"X-Progress-ID={upload_id}"))
+    thread.start()
+    if not raw.waiting.wait(WAIT):
+        raise TimeoutError("the upload never reached its gate")
+    return raw, thread
+
+
 class Background(threading.Thread):
     """Runs ``call()`` in a thread; ``result()`` returns or re-raises."""
 

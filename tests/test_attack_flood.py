@@ -12,13 +12,31 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import random
 import tracemalloc
+import uuid
 
 import webtest
 
 import pyramid_upload_progress
 
-from tests.attack_app import WAIT, Background, GatedInput, make_app, serve_upload, store_of
+from tests.attack_app import (
+    WAIT,
+    Background,
+    GatedInput,
+    held_upload,
+    make_app,
+    serve_upload,
+    store_of,
+)
+from tests.attack_stores import (
+    SHARED,
+    each_store,
+    redis_keys,
+    sqlite_bytes,
+    sqlite_rows,
+    store_settings,
+)
 from tests.test_attack_cancel import read_all
 
 MAX = 200
@@ -107,3 +125,94 @@ def test_a_store_full_of_uploads_in_progress_serves_new_ones_untracked(caplog):
     client.post("/read?X-Progress-ID=after", b"a" * 10, headers={"X-User": "alice"})
     assert client.get("/upload-progress?X-Progress-ID=after",
                       headers={"X-User": "alice"}).json["state"] == "done"
+
+
+# -- the Redis and SQLite stores ------------------------------------------------
+#
+# Redis has no cap (its own memory limit is the cap), but "every record and
+# index expires by itself"; SQLite holds at most ``max_uploads`` records,
+# the oldest finished one forgotten first. Thousands of anonymous uploads
+# with random ids, from several threads, while a signed-in user uploads.
+
+FLOOD = 2000
+FLOODERS = 4
+LIVE = 300_000
+
+
+def anonymous_flood(client, count, errors):
+    try:
+        for _ in range(count):
+            client.post(f"/read?X-Progress-ID={uuid.uuid4().hex}",
+                        b"f" * random.randrange(1, 64))
+    except Exception as exc:  # reported by the test, not lost in a thread
+        errors.append(exc)
+
+
+def assert_every_key_expires(settings):
+    """Redis: no key under the prefix lives for ever, none longer than a
+    record may (``stall_timeout + timeout``)."""
+    ttls = redis_keys(settings)
+    longest = 1000 * (float(settings["upload_progress.stall_timeout"])
+                      + float(settings["upload_progress.timeout"]))
+    assert ttls, "the flood left nothing in Redis"
+    forever = sorted(key for key, ttl in ttls.items() if ttl < 0)
+    assert not forever, (len(forever), forever[:5])
+    assert max(ttls.values()) <= longest
+    return ttls
+
+
+@each_store(SHARED)
+def test_a_flood_of_anonymous_uploads_leaves_a_signed_in_users_upload_tracked(kind):
+    settings = store_settings(kind, **{"upload_progress.max_uploads": str(MAX),
+                                       "upload_progress.timeout": "30",
+                                       "upload_progress.stall_timeout": "60"})
+    app = make_app({"read": read_all}, settings)
+    client = webtest.TestApp(app)
+    raw, live = held_upload(app, b"m" * LIVE, "alice-live", {"X-User": "alice"}, (3,))
+    errors: list[Exception] = []
+    flooders = [Background(lambda: anonymous_flood(webtest.TestApp(app), FLOOD // FLOODERS,
+                                                   errors)) for _ in range(FLOODERS)]
+    for thread in flooders:
+        thread.start()
+    try:
+        polls = []
+        while any(thread.is_alive() for thread in flooders) and len(polls) < 5000:
+            polls.append(client.get("/upload-progress?X-Progress-ID=alice-live",
+                                    headers={"X-User": "alice"}).json)
+    finally:
+        for thread in flooders:
+            thread.result()
+        raw.go.set()
+    assert not errors, errors[:3]
+    assert live.result().json == {"read": LIVE}
+    assert polls and {(p["state"], p["size"]) for p in polls} == {("uploading", LIVE)}
+    mine = client.get("/upload-progress?X-Progress-ID=alice-live",
+                      headers={"X-User": "alice"}).json
+    assert (mine["state"], mine["received"]) == ("done", LIVE)
+    listing = client.get("/upload-progress", headers={"X-User": "alice"}).json["uploads"]
+    assert [u["id"] for u in listing] == ["alice-live"]
+    client.post("/read?X-Progress-ID=alice-after", b"a" * 100, headers={"X-User": "alice"})
+    after = client.get("/upload-progress?X-Progress-ID=alice-after",
+                       headers={"X-User": "alice"}).json
+    assert (after["state"], after["received"]) == ("done", 100)
+    if kind == "redis":
+        ttls = assert_every_key_expires(settings)
+        assert len(ttls) >= 2 * FLOOD  # a record and an id index per upload
+    else:
+        assert len(sqlite_rows(settings)) <= MAX
+
+
+def test_a_sqlite_file_stays_bounded_by_max_uploads_however_long_the_flood():
+    settings = store_settings("sqlite", **{"upload_progress.max_uploads": str(MAX)})
+    client = webtest.TestApp(make_app({"read": read_all}, settings))
+    errors: list[Exception] = []
+    anonymous_flood(client, FLOOD // 2, errors)
+    first = sqlite_bytes(settings)
+    for _ in range(2):
+        anonymous_flood(client, FLOOD, errors)
+        database, wal = sqlite_bytes(settings)
+        assert len(sqlite_rows(settings)) == MAX
+        assert database <= max(first[0], 256 * 1024), (first, database)
+        # SQLite checkpoints the -wal file at 1000 pages (4 MiB) and reuses it.
+        assert wal <= 5 * 1024 * 1024, wal
+    assert not errors

@@ -12,11 +12,13 @@ import itertools
 import re
 import urllib.parse
 
+import pytest
 import webtest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pyramid_upload_progress import IUploadProgressStore
+from tests.attack_stores import STORES, store_settings
 from tests.plain_app import make_app
 from tests.e2e.client import ALICE
 
@@ -129,3 +131,115 @@ def test_a_percent_encoded_parameter_name_is_never_the_id():
     beside = APP.get("/upload-progress?note=X-Progress-ID&X%2DProgress%2DID=abc",
                      headers=ALICE)
     assert beside.json == alone.json
+
+
+# -- the same attacks with the Redis and SQLite stores --------------------------
+#
+# The Redis store builds key names from the upload id (``id:<id>``) and the
+# owner (``o:<owner>``); the SQLite store compares them in SQL. Ids that
+# break the rule never reach a store (400, or served untracked); owners are
+# whatever the owner callable says, so they are fuzzed here too: glob and
+# key-schema characters, the prefix itself, NUL, unicode, the empty string.
+
+ODD_OWNERS = ["*", "?", "[a-z]", "\\*", ":", "o:", "o:alice", "id:a", "u:", "alice*",
+              "upload_progress:", "upload_progress:o:alice", "test-:o:alice", "alice",
+              "ALICE", "alice ", " alice", "", "\x00", "alice\x00", "é", "e\u0301",
+              "\u202ealice", "%2A", "a" * 5000]
+OWNERS = st.one_of(st.none(), st.sampled_from(ODD_OWNERS), st.text(max_size=12))
+OPERATIONS = st.lists(st.tuples(st.sampled_from(["upload", "get", "list", "delete"]),
+                                OWNERS, st.sampled_from(["a", "A", "u", "o", "id", "-", ".",
+                                                         "_", "a" * 128])),
+                      min_size=1, max_size=10)
+
+
+def owner_from_header(request):
+    """The owner: the ``X-Owner`` header percent-decoded (any text), or None
+    without the header."""
+    value = request.headers.get("X-Owner")
+    return None if value is None else urllib.parse.unquote(value, errors="strict")
+
+
+def owner_header(owner):
+    return {} if owner is None else {"X-Owner": urllib.parse.quote(owner, safe="")}
+
+
+@pytest.fixture(scope="module")
+def store_apps():
+    """One app per store, the owner from ``X-Owner``; a test keeps apart
+    what it writes by a fresh prefix on its ids and owners."""
+    return {kind: webtest.TestApp(make_app(store_settings(kind, **{
+        "upload_progress.threshold": "0",
+        "upload_progress.owner": f"{__name__}.owner_from_header"})))
+        for kind in STORES}
+
+
+EXAMPLES = itertools.count()
+
+
+@settings(FUZZ, max_examples=200)
+@given(value=ID_TEXT, method=st.sampled_from(["GET", "DELETE"]),
+       where=st.sampled_from(["query", "header"]))
+def test_any_id_answers_json_400_starting_or_404_with_every_store(store_apps, value,
+                                                                  method, where):
+    for kind, app in store_apps.items():
+        if where == "query":
+            path = "/upload-progress?X-Progress-ID=" + urllib.parse.quote(value, safe="")
+            headers = owner_header("alice")
+        else:
+            path = "/upload-progress"
+            headers = {**owner_header("alice"),
+                       "X-Progress-ID": value.encode("utf-8").decode("latin-1")}
+        response = app.request(path, method=method, headers=headers, expect_errors=True)
+        answer = assert_json_answer(response)
+        good = VALID.fullmatch(value) is not None
+        if not good:
+            assert response.status_int == 400, kind
+        elif method == "GET":
+            assert (response.status_int, answer["state"]) == (200, "starting"), kind
+        else:
+            assert response.status_int == 404, kind
+
+
+def normal(answer):
+    """An answer without its times, which differ from store to store."""
+    if "uploads" in answer:
+        return {"uploads": [normal(upload) for upload in answer["uploads"]]}
+    return {name: value for name, value in answer.items()
+            if name not in ("started", "finished", "rate", "eta")}
+
+
+@settings(FUZZ, max_examples=100)
+@given(operations=OPERATIONS)
+def test_odd_owners_and_ids_answer_alike_with_every_store_and_never_cross(store_apps,
+                                                                          operations):
+    """Uploads, polls, listings and deletes by fuzzed owners: each store
+    answers as the memory store does, and no answer shows an upload of an
+    owner other than the poller (an upload's size says whose it is)."""
+    example = f"e{next(EXAMPLES)}"
+    uploader = {}
+    answers = {kind: [] for kind in store_apps}
+    for turn, (operation, owner, upload_id) in enumerate(operations):
+        upload_id = f"{example}-{upload_id}"[:128]
+        owner = None if owner is None else f"{example}|{owner}"
+        headers = owner_header(owner)
+        for kind, app in store_apps.items():
+            if operation == "upload":
+                size = turn + 1
+                uploader[size] = owner
+                response = app.post(f"/upload?X-Progress-ID={upload_id}", b"x" * size,
+                                    headers=headers)
+            else:
+                path = "/upload-progress" + (
+                    "" if operation == "list" else f"?X-Progress-ID={upload_id}")
+                response = app.request(path, method="DELETE" if operation == "delete"
+                                       else "GET", headers=headers, expect_errors=True)
+                shown = response.json.get("uploads", [response.json])
+                crossed = [u for u in shown if u.get("size")
+                           and uploader[u["size"]] not in (owner, None)]
+                assert not crossed, (kind, operation, owner, crossed)
+                if operation == "list":
+                    assert all(uploader[u["size"]] == owner for u in shown), kind
+            assert response.status_int != 500, (kind, response.body[:300])
+            answers[kind].append((response.status_int, normal(response.json)))
+    for kind in store_apps:
+        assert answers[kind] == answers["memory"], kind

@@ -5,7 +5,9 @@ hold secrets)", and "No other data from the request environment is ever
 exposed". Secrets go in the query strings, headers and cookies of uploads
 and of polls; every answer at the report path - listing, by id, starting,
 400, 403, 404, 405, 500, 503, DELETE, and the 409 of a cancelled upload -
-is scanned, body and headers.
+is scanned, body and headers. With every store: the memory store, Redis
+and SQLite (whose records leave the process: what they hold is scanned
+too, and a Redis whose URL carries a password fails without showing it).
 """
 from __future__ import annotations
 
@@ -15,7 +17,15 @@ from zope.interface import implementer
 
 from pyramid_upload_progress import IUploadProgressStore
 from tests.attack_app import Background, GatedInput, WAIT, make_app, serve_upload
-from tests.test_attack_cancel import read_all
+from tests.attack_stores import (
+    STORES,
+    each_store,
+    redis_dump,
+    sqlite_rows,
+    store_settings,
+)
+from tests.e2e.servers import free_port
+from tests.test_attack_cancel import read_all, within_update_interval
 
 SECRETS = [f"S3CR3T{n}x" for n in range(12)]
 UPLOAD_HEADERS = {
@@ -54,11 +64,18 @@ def assert_no_secret(response):
     assert not leaked, (response.status, text[:500])
 
 
-@pytest.fixture(scope="module")
-def app():
-    app = make_app({"read": read_all}, {"upload_progress.permission": "view"})
+@pytest.fixture(scope="module", params=STORES)
+def stored(request):
+    """(the app, its settings) with one finished upload full of secrets."""
+    settings = store_settings(request.param, **{"upload_progress.permission": "view"})
+    app = make_app({"read": read_all}, settings)
     serve_upload(app, b"x" * 5000, "/read", headers=UPLOAD_HEADERS, query=UPLOAD_QUERY)
-    return app
+    return app, settings
+
+
+@pytest.fixture(scope="module")
+def app(stored):
+    return stored[0]
 
 
 @pytest.mark.parametrize("path,method,headers,status", [
@@ -103,8 +120,45 @@ def test_a_store_that_is_down_answers_503_without_a_secret():
         assert_no_secret(response)
 
 
-def test_a_cancel_and_the_cancelled_uploads_409_show_no_secret():
-    app = make_app({"read": read_all})
+def test_the_store_holds_no_secret(stored):
+    """What a shared store keeps leaves the process (another host, a Redis
+    dump): it holds the path, never the query string, headers or cookies."""
+    _, settings = stored
+    kind = settings.get("upload_progress.store", "memory")
+    if kind == "memory":
+        pytest.skip("the memory store's records never leave the process")
+    held = redis_dump(settings) if kind == "redis" else repr(sqlite_rows(settings))
+    assert "/read" in held
+    assert not [secret for secret in SECRETS if secret in held], held
+
+
+@pytest.mark.parametrize("running", [True, False], ids=["redis-up", "no-server"])
+def test_a_redis_urls_password_never_shows(running):
+    """The password of ``upload_progress.redis.url`` never shows: not when
+    Redis takes it (a default user without a password takes any), not in
+    the 503s when nothing listens at the URL."""
+    from tests.redis_server import session_server
+
+    port = session_server().port if running else free_port()
+    app = make_app({"read": read_all}, {
+        "upload_progress.store": "redis",
+        "upload_progress.redis.url": f"redis://:{SECRETS[11]}@127.0.0.1:{port}/0"})
+    upload = serve_upload(app, b"x" * 5000, "/read", headers=UPLOAD_HEADERS,
+                          query=UPLOAD_QUERY)
+    assert upload.json == {"read": 5000}
+    for path in (f"/upload-progress?{POLL_SECRET}",
+                 f"/upload-progress?X-Progress-ID=sec1&{POLL_SECRET}"):
+        for method in ("GET", "DELETE"):
+            response = webtest.TestApp(app).request(path, method=method,
+                                                    headers=POLL_HEADERS,
+                                                    expect_errors=True)
+            assert response.status_int in ((200, 400, 404) if running else (400, 503))
+            assert_no_secret(response)
+
+
+@each_store()
+def test_a_cancel_and_the_cancelled_uploads_409_show_no_secret(kind):
+    app = make_app({"read": read_all}, store_settings(kind))
     raw = GatedInput(b"u" * 100_000, gates=(2,))
     thread = Background(lambda: serve_upload(app, None, "/read", raw=raw,
                                              headers=UPLOAD_HEADERS, query=UPLOAD_QUERY))
@@ -113,6 +167,7 @@ def test_a_cancel_and_the_cancelled_uploads_409_show_no_secret():
     try:
         cancelled = webtest.TestApp(app).delete(
             f"/upload-progress?X-Progress-ID=sec1&{POLL_SECRET}", headers=POLL_HEADERS)
+        within_update_interval(kind)
     finally:
         raw.go.set()
     assert cancelled.json["cancelled"] is True
