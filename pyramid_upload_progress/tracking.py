@@ -109,9 +109,12 @@ class TrackedUpload:
 
     def _write_progress(self, data: bytes) -> None:
         """Called with each read's new bytes; writes at most once per
-        interval (counted from the end of the previous write). What is left
-        unwritten goes with the next write: a stage's, or the end's."""
-        if time.monotonic() < self._next_write:
+        interval (counted from the end of the previous write), and the read
+        that ends the body at once: the store then knows that the body is in
+        whole (a cancel answers 404), and a cancel that came during that
+        read is learnt in time to refuse it. What is left unwritten otherwise
+        goes with the next write: a stage's, or the end's."""
+        if time.monotonic() < self._next_write and not self.input.ended:
             self._unwritten = True
             return
         store = self._store

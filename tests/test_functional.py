@@ -647,12 +647,12 @@ def upload_through(store, update_interval):
     return store.get("w1", "alice")
 
 
-def test_a_throttled_store_is_first_written_an_interval_after_the_start():
-    # The start recorded nothing received; a body read within the first
-    # interval needs no progress write: the end records its count.
+def test_a_throttled_store_gets_no_write_within_the_first_interval_but_the_bodys_end():
+    # The start recorded nothing received; within the first interval only
+    # the read that ends the body is written.
     store = CountingStore(throttled=True)
     record = upload_through(store, "3600")
-    assert store.updates == []
+    assert store.updates == [100_000]
     assert (record.received, record.state) == (100_000, "done")
 
 

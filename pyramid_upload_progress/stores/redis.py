@@ -173,18 +173,29 @@ def _loads(value: str | None) -> Any:
     return None if value is None else json.loads(value)
 
 
+MAX_CONNECTIONS = 1024
+"""Connections one process's client may hold: one per thread calling at
+once (gunicorn gthread: ``threads``). Past it a call waits for a free one,
+``socket_timeout`` at the most."""
+
+
 def redis_client(url: str, socket_timeout: float) -> redis.Redis:
     """A redis-py client for ``url`` (anything ``redis.Redis.from_url``
     takes) whose every call fails after ``socket_timeout`` seconds at most:
     that connect, read and write timeout, and no retries. Its connection
-    pool reconnects by itself once Redis answers again. No connection is
-    made until the first call, so an app starts while Redis is down."""
-    return redis.Redis.from_url(
+    pool waits, that long at the most, for a free connection rather than
+    fail when :data:`MAX_CONNECTIONS` are in use (redis-py's own pool fails
+    at once past 100: a busy worker's polls answered 503), and reconnects
+    by itself once Redis answers again. No connection is made until the
+    first call, so an app starts while Redis is down."""
+    return redis.Redis(connection_pool=redis.BlockingConnectionPool.from_url(
         url,
+        max_connections=MAX_CONNECTIONS,
+        timeout=socket_timeout,
         socket_timeout=socket_timeout,
         socket_connect_timeout=socket_timeout,
         retry=Retry(NoBackoff(), 0),
-    )
+    ))
 
 
 def redis_store_factory(settings: Mapping[str, Any]) -> RedisUploadProgressStore:
