@@ -108,6 +108,8 @@ def includeme(config: Configurator) -> None:
     config.add_request_method(upload_progress, "upload_progress")
     config.add_exception_view(upload_cancelled_view, context=UploadCancelled)
     config.add_route(ROUTE_NAME, early["path"])
+    prefix = (config.route_prefix or "").strip("/")
+    report_path = f"/{prefix}{early['path']}" if prefix else early["path"]
     if early["client"]:
         config.add_static_view(early["path"].rstrip("/") + "/static",
                                "pyramid_upload_progress:static/")
@@ -116,12 +118,15 @@ def includeme(config: Configurator) -> None:
         parsed = parse_settings(config.get_settings(), config.maybe_dotted, **early)
         health = StoreHealth()
         view = UploadProgressView(parsed, health)
+        # No CSRF check: every answer here is JSON, and a page of another
+        # site cannot send a DELETE without a CORS preflight.
         for methods in (("GET", "HEAD"), "DELETE"):
             config.add_view(view, route_name=ROUTE_NAME, request_method=methods,
-                            permission=parsed.permission)
+                            permission=parsed.permission, require_csrf=False)
         config.add_view(method_not_allowed, route_name=ROUTE_NAME)
         config.add_forbidden_view(forbidden_view, route_name=ROUTE_NAME)
-        config.action(None, lambda: _register_store_and_policy(config, parsed, health),
+        config.action(None, lambda: _register_store_and_policy(config, parsed, health,
+                                                               report_path),
                       order=_AFTER_APP_CONFIG)
 
     config.action(None, configure, order=PHASE1_CONFIG)
@@ -136,7 +141,7 @@ def _include_site() -> ActionInfo:
 
 
 def _register_store_and_policy(config: Configurator, settings: UploadProgressSettings,
-                               health: StoreHealth) -> None:
+                               health: StoreHealth, report_path: str) -> None:
     registry = config.registry
     store = registry.queryUtility(IUploadProgressStore)
     if store is None:
@@ -148,7 +153,7 @@ def _register_store_and_policy(config: Configurator, settings: UploadProgressSet
         _checked_store(store, "the registered IUploadProgressStore")
     inner = registry.queryUtility(IExecutionPolicy, default=default_execution_policy)
     policy = UploadProgressPolicy(
-        inner, store, settings, health,
+        inner, store, settings, health, report_path,
         per_process=isinstance(store, MemoryUploadProgressStore))
     registry.registerUtility(policy, IExecutionPolicy)
     _introspectable(config, "upload progress execution policy", policy=policy,

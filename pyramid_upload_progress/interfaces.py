@@ -5,8 +5,8 @@ from zope.interface import Attribute, Interface
 class IUploadProgressStore(Interface):
     """Keeps upload records and answers "this upload" and "this owner's uploads".
 
-    Registered as a utility; the add-on looks it up once, when the application
-    is made, and checks it with ``zope.interface.verify.verifyObject``. Every
+    Registered as a utility, and checked with
+    ``zope.interface.verify.verifyObject`` when the application is made. Every
     method may be called from many threads at once (one per request in a
     threaded server): a store does its own locking. A method that fails
     raises any exception; the add-on then logs the outage once (and its end)
@@ -165,4 +165,6 @@ class IUploadStarted(IUploadEvent):
 
 class IUploadFinished(IUploadEvent):
     """Sent when the record of an upload that had :class:`IUploadStarted`
-    ends (done, error or cancelled), from the thread that served it."""
+    ends (done, error or cancelled), from the thread that served it. Its
+    ``request`` is the one ``UploadStarted`` had: for a request that
+    pyramid_retry retried, the attempt that looked the owner up."""

@@ -39,12 +39,13 @@ class UploadProgressPolicy:
 
     def __init__(self, inner: Callable[[dict[str, Any], Any], Any],
                  store: Any, settings: UploadProgressSettings,
-                 health: StoreHealth, *, per_process: bool = False) -> None:
+                 health: StoreHealth, report_path: str, *,
+                 per_process: bool = False) -> None:
         self.inner = inner
         self._store = store
         self._health = health
         self._threshold = settings.threshold
-        self._report_path = settings.path
+        self._report_path = report_path
         self._id_param = settings.id_param
         self._id_header = ids.header_key(settings.id_param)
         self._owner = settings.owner

@@ -37,7 +37,8 @@ class UploadRecord:
     status: int | None = None
     """The response status, ``None`` until known or if the request raised."""
     failed: bool = False
-    """The client disconnected, the request raised, or the upload stalled."""
+    """The client disconnected, the request raised (or its response body
+    did), the upload was cancelled, or it stalled."""
     owner: str | None = None
     owner_known: bool = False
     """False while the upload is pending: its owner is not yet known."""

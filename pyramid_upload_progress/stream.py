@@ -64,7 +64,9 @@ class CountingInput:
 
     @property
     def ended(self) -> bool:
-        return self._eof or self._left == 0
+        """The body has been read whole (a seek back does not undo that)."""
+        return self._eof or self._left == 0 or (
+            self._size is not None and self.received >= self._size)
 
     def _refuse(self) -> UploadCancelled:
         self.cancel_raised = True
@@ -118,19 +120,22 @@ class CountingInput:
     def read(self, size: Any = _AS_CALLED) -> bytes:
         """Read up to ``size`` bytes; without one, what the server's
         ``read()`` gives (all that is left)."""
-        return self._through(self._raw.read, size)
+        return self._through(self._raw.read, size, whole=True)
 
-    def _into(self, method: Callable[[Any], int | None], buffer: Any) -> int:
-        """A ``readinto`` of the server's, counted as a read (only inputs
-        such as ``BytesIO`` have one: no server's does)."""
+    def _into(self, method: Callable[[Any], int | None], buffer: Any,
+              whole: bool) -> int:
+        """A ``readinto`` of the server's input, counted as a read."""
         view = memoryview(buffer).cast("B")
 
         def read_into(size: int) -> bytes:
             return view[:method(view[:size]) or 0].tobytes()
 
-        return len(self._through(read_into, len(view)))
+        return len(self._through(read_into, len(view), whole))
 
-    def _through(self, method: Callable[..., bytes], size: Any) -> bytes:
+    def _through(self, method: Callable[..., bytes], size: Any, whole: bool) -> bytes:
+        """A read by ``method``; ``whole``: it answers all that was asked
+        unless the body ends (``read``), so a short answer is a client gone;
+        else only an empty one is (``read1``)."""
         if self.cancelled:
             raise self._refuse()
         left = self._left
@@ -147,7 +152,7 @@ class CountingInput:
             self.disconnected = True
             raise
         n = len(data)
-        if left is not None and n < size:
+        if left is not None and n < size and whole:
             self.disconnected = True
         return self._count(data, n, size)
 
@@ -214,19 +219,23 @@ class _Methods:
             lines = _cap(lines, self._left)
         for line in lines:
             self._count(line, len(line), None)
+        if lines and self._left and not (hint and hint[0] is not None and hint[0] > 0):
+            # Every line was asked for, and the body came short. (No line at
+            # all tells nothing: cheroot's readlines() always answers [].)
+            self._eof = self.disconnected = True
         return lines
 
     def read1(self: Any, size: int = -1) -> bytes:
         """The server's ``read1``, within the Content-Length, counted."""
-        return self._through(self._raw.read1, size)
+        return self._through(self._raw.read1, size, whole=False)
 
     def readinto(self: Any, buffer: Any) -> int:
         """The server's ``readinto``, within the Content-Length, counted."""
-        return self._into(self._raw.readinto, buffer)
+        return self._into(self._raw.readinto, buffer, whole=True)
 
     def readinto1(self: Any, buffer: Any) -> int:
         """The server's ``readinto1``, within the Content-Length, counted."""
-        return self._into(self._raw.readinto1, buffer)
+        return self._into(self._raw.readinto1, buffer, whole=False)
 
     def __iter__(self: Any) -> Iterator[bytes]:
         return self
@@ -288,14 +297,15 @@ def _forward(name: str) -> Callable[..., Any]:
 def _class_for(raw_type: type) -> type[CountingInput]:
     """A class with the methods of ``raw_type``: the reading ones counted,
     any other public one (gunicorn's ``getsize``, cheroot's
-    ``read_trailer_lines``) passed on as it is."""
+    ``read_trailer_lines``, which reads after the body) passed on as it is;
+    ``readall``, which would read the body uncounted, left out."""
     names = [name for name in _OPTIONAL if hasattr(raw_type, name)]
     if "__iter__" in names:
         names.append("__next__")
     namespace: dict[str, Any] = {name: _Methods.__dict__[name] for name in names}
     for name in dir(raw_type):
-        if not name.startswith("_") and name not in namespace and name != "read" \
-                and callable(getattr(raw_type, name)):
+        if not name.startswith("_") and name not in namespace \
+                and name not in ("read", "readall") and callable(getattr(raw_type, name)):
             namespace[name] = _forward(name)
     namespace["__slots__"] = ()
     cls = type(f"CountingInput[{raw_type.__name__}]", (CountingInput,), namespace)

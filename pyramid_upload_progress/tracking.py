@@ -221,6 +221,7 @@ class TrackedUpload:
 
     def _drop_store(self, doing: str) -> None:
         self._store = None
+        self.input.observe = None if self._scanner is None else self._scanner.feed
         self._health.failed(doing)
 
 

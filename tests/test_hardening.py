@@ -9,6 +9,7 @@ import time
 
 import pytest
 import webtest
+from pyramid.config import Configurator
 from pyramid.exceptions import ConfigurationError
 from pyramid.response import Response
 from zope.interface import alsoProvides
@@ -289,3 +290,20 @@ def test_an_outage_is_logged_once_and_its_end_once(caplog):
     messages = [r.getMessage() for r in caplog.records]
     assert len([m for m in messages if "failed" in m]) == 1
     assert messages.count("upload progress: the store answers again") == 1
+
+
+def test_a_cancel_in_an_app_that_requires_csrf_still_answers_json():
+    app = webtest.TestApp(make_app(
+        configure=lambda config: config.set_default_csrf_options(require_csrf=True)))
+    res = app.delete("/upload-progress?X-Progress-ID=c1", headers={"X-User": "alice"},
+                     status=404)
+    assert res.content_type == "application/json"
+    assert res.headers["Cache-Control"] == "no-store"
+
+
+def test_the_report_path_under_a_route_prefix_is_never_tracked():
+    with Configurator(settings={"upload_progress.threshold": "0"}) as config:
+        config.include("pyramid_upload_progress", route_prefix="/api")
+        app = webtest.TestApp(config.make_wsgi_app())
+    app.request("/api/upload-progress?X-Progress-ID=p1", method="GET", body=b"x" * 10)
+    assert app.get("/api/upload-progress?X-Progress-ID=p1").json["state"] == "starting"

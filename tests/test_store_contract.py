@@ -380,6 +380,13 @@ def test_an_upload_read_whole_cannot_be_cancelled(store):
     assert store.cancel("abc", "alice") is None
 
 
+def test_a_stalled_upload_cannot_be_cancelled(backend):
+    Upload(backend.store, "abc", owner="alice").read(300)
+    backend.store.get("abc", "alice")  # a poll sees the bytes
+    backend.advance(STALL_TIMEOUT + 0.1)
+    assert backend.store.cancel("abc", "alice") is None
+
+
 def test_a_cancelled_upload_ends_in_error_cancelled(store):
     upload = Upload(store, "abc", owner="alice")
     store.cancel("abc", "alice")

@@ -643,3 +643,22 @@ def test_other_methods_of_the_servers_input_are_passed_on():
     stream = counting_input(raw, len(BODY))
     assert stream.getvalue() == BODY
     assert stream.readable() is True
+
+
+def test_read1_answering_short_is_no_disconnection(progress):
+    stream = counting_input(io.BufferedReader(io.BytesIO(BODY), buffer_size=8), len(BODY))
+    data = b"".join(iter(lambda: stream.read1(5), b""))
+    assert (data, stream.disconnected, stream.ended) == (BODY, False, True)
+
+
+def test_readlines_of_a_body_that_ends_early_is_a_disconnection(progress):
+    stream = counting(ServerInput(BODY[:15]), len(BODY), progress)
+    assert stream.readlines() == [b"first line\n", b"seco"]
+    assert stream.disconnected
+
+
+def test_a_body_read_whole_stays_read_whole_after_a_seek_back(progress):
+    stream = counting(io.BytesIO(BODY), len(BODY), progress)
+    stream.read()
+    stream.seek(0)
+    assert stream.ended

@@ -128,8 +128,9 @@ class MappingUploadProgressStore:
         now = self._clock()
         with self._lock:
             record = self._find(upload_id, owner, now)
-            if record is None or record.finished is not None or record.received == record.size:
-                return None  # nothing to cancel: unknown, ended, or read whole
+            if (record is None or record.received == record.size
+                    or record.as_of(now, self.stall_timeout).finished is not None):
+                return None  # nothing to cancel: unknown, read whole, ended or stalled
             record.cancelled = True  # the next update() answers True
             self._save(record)
         return record.as_of(now, self.stall_timeout)

@@ -284,14 +284,21 @@ export function upload(url, body, given = {}) {
  * Watches an upload that this page did not start (another tab, an admin
  * page) by its id: `onProgress(upload)` on every poll. Returns `{id, done,
  * stop(), cancel()}`; `done` resolves with the final UPLOAD (done or error),
- * `cancel()` asks the server to cancel it and resolves with whether it did.
+ * or rejects when the report refuses the poll (a 4xx: a bad id, no
+ * permission); `cancel()` asks the server to cancel it and resolves with
+ * whether it did.
  */
 export function watch(id, given = {}) {
   const o = options(given);
   let poller;
-  const done = new Promise((resolve) => {
+  const done = new Promise((resolve, reject) => {
     poller = new Poller(async () => {
       const answer = await getReport(withParam(o.progressUrl, o.idParam, id), o);
+      if (answer.outcome === STOP) {
+        // A 4xx (a bad id, a missing permission): polling again cannot help.
+        reject(new Error(`the upload progress report answered ${answer.status}`));
+        return STOP;
+      }
       if (answer.outcome !== OK) return answer.outcome;
       const upload = normalizeUpload(answer.body, id);
       o.onProgress?.(upload);

@@ -158,8 +158,8 @@ class MemoryUploadProgressStore:
         now = self._clock()
         with self._lock:
             record = self._find(upload_id, owner, now)
-            if record is None or record.finished is not None:
-                return None
+            if record is None or record.as_of(now, self.stall_timeout).finished is not None:
+                return None  # unknown, someone else's, finished or stalled
             progress = self._live[record.key]
             if not progress.receiving:
                 return None

@@ -162,12 +162,14 @@ elseif op == 'get' then
   return answer(find(ARGV[3], ARGV[4] or false))
 
 elseif op == 'cancel' then
-  -- id[, owner] (no owner argument: None) -> {now[, key, fields]} of the cancelled record
-  local key = find(ARGV[3], ARGV[4] or false)
+  -- id, stall_timeout[, owner] (no owner argument: None)
+  --   -> {now[, key, fields]} of the cancelled record
+  local key = find(ARGV[3], ARGV[5] or false)
   if not key then return {now} end
   local rk = record_key(key)
-  local fields = redis.call('HMGET', rk, 'finished', 'size', 'received')
-  if fields[1] or (fields[2] and tonumber(fields[3]) >= tonumber(fields[2])) then
+  local fields = redis.call('HMGET', rk, 'finished', 'size', 'received', 'updated')
+  if fields[1] or (fields[2] and tonumber(fields[3]) >= tonumber(fields[2]))
+      or tonumber(fields[4]) + tonumber(ARGV[4]) <= tonumber(now) then
     return {now}
   end
   redis.call('HSET', rk, 'cancelled', '1')

@@ -101,7 +101,8 @@ class RedisUploadProgressStore:
         return self._one(self._call("get", upload_id, *_owner(owner)))
 
     def cancel(self, upload_id: str, owner: str | None) -> UploadRecord | None:
-        return self._one(self._call("cancel", upload_id, *_owner(owner)))
+        return self._one(self._call("cancel", upload_id, str(self.stall_timeout),
+                                    *_owner(owner)))
 
     def _one(self, answer: list[Any]) -> UploadRecord | None:
         if len(answer) == 1:
