@@ -21,7 +21,6 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from harness import MIB, Row, bounded_wait, interleave, median_ratio, percentile, rate, seconds
 from tests.e2e.client import get_json, read_response, slow_upload

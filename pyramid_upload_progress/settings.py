@@ -46,8 +46,10 @@ def _stripped(value: Any) -> Any:
     return value.strip() if isinstance(value, str) else value
 
 
-def _number(convert: Callable[[Any], Any], least: float, expected: str) -> Callable[..., Any]:
-    """A parser of numbers ``>= least`` (``> 0`` when ``least`` is None)."""
+def _number(convert: Callable[[Any], Any], expected: str,
+            accept: Callable[[Any], bool]) -> Callable[..., Any]:
+    """A parser of finite numbers (``convert`` of the value) that
+    ``accept``; ``expected`` says what they are, for the error."""
 
     def parse(name: str, value: Any, resolve: Resolve) -> Any:
         if isinstance(value, bool):
@@ -56,7 +58,7 @@ def _number(convert: Callable[[Any], Any], least: float, expected: str) -> Calla
             number = convert(_stripped(value))
         except (TypeError, ValueError):
             raise _bad(name, value, expected) from None
-        if (not math.isfinite(number) or number < least
+        if (not math.isfinite(number) or not accept(number)
                 or (isinstance(value, float) and value != number)):
             raise _bad(name, value, expected)
         return number
@@ -65,21 +67,13 @@ def _number(convert: Callable[[Any], Any], least: float, expected: str) -> Calla
 
 
 def _whole(least: int) -> Callable[..., int]:
-    return _number(int, least, f"a whole number >= {least}")
+    return _number(int, f"a whole number >= {least}", lambda number: number >= least)
 
 
-def _seconds(least: float) -> Callable[..., float]:
-    parse = _number(float, least, f"a number of seconds >= {least:g}")
-    if least:
-        return parse
-
-    def positive(name: str, value: Any, resolve: Resolve) -> float:
-        seconds = parse(name, value, resolve)
-        if seconds == 0:
-            raise _bad(name, value, "a number of seconds > 0")
-        return seconds
-
-    return positive
+def _seconds(*, zero_ok: bool) -> Callable[..., float]:
+    if zero_ok:
+        return _number(float, "a number of seconds >= 0", lambda number: number >= 0)
+    return _number(float, "a number of seconds > 0", lambda number: number > 0)
 
 
 def _text(name: str, value: Any) -> str:
@@ -171,14 +165,14 @@ class Setting:
 
 SETTINGS = (
     Setting("threshold", 1048576, _whole(0)),
-    Setting("timeout", 300.0, _seconds(0)),
-    Setting("stall_timeout", 3600.0, _seconds(0)),
+    Setting("timeout", 300.0, _seconds(zero_ok=False)),
+    Setting("stall_timeout", 3600.0, _seconds(zero_ok=False)),
     Setting("store", "memory", _store, write_back=False),
     Setting("sqlite.path", None, _non_empty),
     Setting("redis.url", "redis://localhost:6379/0", _redis_url),
     Setting("redis.prefix", "upload_progress:", _non_empty),
-    Setting("redis.socket_timeout", 0.5, _seconds(0)),
-    Setting("update_interval", 0.25, _number(float, 0, "a number of seconds >= 0")),
+    Setting("redis.socket_timeout", 0.5, _seconds(zero_ok=False)),
+    Setting("update_interval", 0.25, _seconds(zero_ok=True)),
     Setting("max_uploads", 10000, _whole(1)),
     Setting("path", "/upload-progress", _path),
     Setting("id_param", "X-Progress-ID", _id_param),

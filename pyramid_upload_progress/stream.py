@@ -65,8 +65,7 @@ class CountingInput:
     @property
     def ended(self) -> bool:
         """The body has been read whole (a seek back does not undo that)."""
-        return self._eof or self._left == 0 or (
-            self._size is not None and self.received >= self._size)
+        return self._eof or (self._size is not None and self.received >= self._size)
 
     def _refuse(self) -> UploadCancelled:
         self.cancel_raised = True

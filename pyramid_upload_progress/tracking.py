@@ -116,13 +116,14 @@ class TrackedUpload:
         goes with the next write: a stage's, or the end's."""
         if time.monotonic() < self._next_write and not self.input.ended:
             self._unwritten = True
-            return
-        store = self._store
-        if store is None:
-            return
+        else:
+            self._send_progress()
+
+    def _send_progress(self) -> None:
+        """Write the progress now; the store answers whether it was cancelled."""
         self._unwritten = False
         try:
-            cancelled = store.update(self.key, self.input.received, self.files)
+            cancelled = self._store.update(self.key, self.input.received, self.files)
         except Exception:
             self._drop_store("recording progress")
             return
@@ -142,7 +143,8 @@ class TrackedUpload:
         except Exception:
             log.exception("upload progress: looking up the owner of an upload "
                           "failed; the upload is served untracked")
-            store, self._store = self._store, None
+            store = self._store
+            self._untrack()
             try:
                 store.discard(self.key)
             except Exception:
@@ -165,8 +167,9 @@ class TrackedUpload:
         if self._store is None or self._finished:
             return
         if self._unwritten:
-            self._next_write = 0.0
-            self._write_progress(b"")
+            self._send_progress()
+            if self._store is None:
+                return
         new_name = self._stage is None or self._stage[0] != name
         self._stage = (name, done, total)
         self._stage_written = False
@@ -220,9 +223,13 @@ class TrackedUpload:
         return record.as_of(time.time(), float("inf"))
 
     def _drop_store(self, doing: str) -> None:
+        self._untrack()
+        self._health.failed(doing)
+
+    def _untrack(self) -> None:
+        """No more store calls for this upload, nor work per read for them."""
         self._store = None
         self.input.observe = None if self._scanner is None else self._scanner.feed
-        self._health.failed(doing)
 
 
 class UploadProgress:

@@ -84,7 +84,7 @@ _COLUMNS = ("key, id, path, size, started, updated, received, finished, status, 
 _NEWEST_FIRST = "ORDER BY started DESC, rowid DESC"
 _FIND = ("SELECT {columns} FROM uploads WHERE id = ? AND expires > ? "
          "AND (owner = ? OR owner IS NULL) "
-         f"ORDER BY owner IS NULL, started DESC, rowid DESC LIMIT 1")
+         "ORDER BY owner IS NULL, started DESC, rowid DESC LIMIT 1")
 """The upload a poll for an id by an owner answers: the newest of the
 owner's own, else the newest pending or ownerless (both have a NULL owner;
 ``owner = NULL`` is never true)."""
