@@ -272,7 +272,8 @@ class UploadProgress:
         JSON cannot carry ever reaches a store."""
         if not isinstance(name, str):
             raise TypeError(f"stage name must be a string, not {name!r}")
-        self._upload.stage(name, _count_or_none("done", done), _count_or_none("total", total))
+        done, total = _count_or_none("done", done), _count_or_none("total", total)
+        self._upload.stage(name, done, total)
 
 
 def _count_or_none(what: str, value: Any) -> int | None:

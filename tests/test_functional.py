@@ -454,6 +454,19 @@ def test_a_store_set_only_in_code_or_only_in_settings_warns_nothing(tmp_path, ca
     assert caplog.records == []
 
 
+class StoreWithoutEnded(MemoryUploadProgressStore):
+    """A store written before ``update`` had ``ended``."""
+
+    def update(self, key, received, files):
+        return super().update(key, received, files)
+
+
+def test_a_store_whose_update_lacks_ended_is_refused_at_start_up():
+    with pytest.raises(ConfigurationError, match="update"):
+        make_app(configure=lambda config: config.set_upload_progress_store(
+            StoreWithoutEnded()))
+
+
 def test_two_directive_calls_conflict():
     def configure(config):
         config.set_upload_progress_store(MemoryUploadProgressStore())
