@@ -204,3 +204,30 @@ def test_a_raising_subscriber_ends_the_record_once_and_sends_each_event_once(kin
     assert record.state == ("error" if event is UploadStarted else "done")
     assert seen == ["started", "finished"]
 
+
+
+@each_store()
+def test_stages_from_event_subscribers_are_kept_before_the_end_and_ignored_after(kind):
+    """A subscriber of ``UploadStarted`` may say a stage (the upload is
+    tracked then); one of ``UploadFinished`` comes after the record ended:
+    its stage neither raises nor changes the record."""
+
+    def read(request):
+        request.body_file.read()
+        return Response("ok")
+
+    settings = {"upload_progress.threshold": "0", **store_settings(kind)}
+    with Configurator(settings=settings) as config:
+        config.set_security_policy(HeaderSecurityPolicy())
+        config.include("pyramid_upload_progress")
+        config.add_subscriber(lambda e: e.request.upload_progress.stage("queued", 0, 1),
+                              UploadStarted)
+        config.add_subscriber(lambda e: e.request.upload_progress.stage("too late", 1, 1),
+                              UploadFinished)
+        config.add_route("read", "/read")
+        config.add_view(read, route_name="read")
+        app = config.make_wsgi_app()
+    response = serve_upload(app, b"q" * SIZE, "/read", headers=ALICE, query="X-Progress-ID=q1")
+    assert response.status_int == 200
+    record = store_of(app).get("q1", "alice")
+    assert (record.state, record.stage) == ("done", {"name": "queued", "done": 0, "total": 1})
