@@ -97,9 +97,9 @@ class IUploadProgressStore(Interface):
         and ``total`` ints or ``None``. The record's ``stage`` becomes
         ``{"name": name, "done": done, "total": total}`` (the add-on has
         checked the values: plain JSON data). Called from the request's
-        thread, or another thread of the app; the add-on throttles repeated calls with the same
-        name like progress writes (always writing a new name, and the last
-        call before :meth:`finish`).
+        thread, or another thread of the app; the add-on throttles
+        repeated calls with the same name like progress writes (always
+        writing a new name, and the last call before :meth:`finish`).
         """
 
     def finish(key, received, files, status, failed, cancelled):

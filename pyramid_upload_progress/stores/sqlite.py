@@ -170,8 +170,9 @@ class SQLiteUploadProgressStore:
     threads: under a burst of uploads on 2 cores that made other processes'
     writes time out (measured). A ``cancel`` is that one write and a
     read of the result; an ``update`` that finds its upload cancelled or
-    gone reads which; a new upload in a full store tries again once after
-    making room.
+    gone writes the progress of a cancelled one (never its ``body_end``)
+    in a second, which tells the two apart; a new upload in a full store
+    tries again once after making room.
 
     Connections: one per thread of each process, opened lazily by the
     thread's first call (``threading.local``), closed when the thread ends.
