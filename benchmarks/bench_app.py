@@ -96,6 +96,9 @@ def make_app(tracked: bool, settings: Mapping[str, str] | None = None,
         if tracked:
             config.include("pyramid_upload_progress")
             if store is not None:
+                # The store is set in code: the setting that made it would
+                # only be warned about.
+                config.registry.settings.pop("upload_progress.store", None)
                 config.set_upload_progress_store(store)
         for name, view in VIEWS.items():
             config.add_route(name, f"/{name}")

@@ -6,6 +6,7 @@ in a store, and answers "how far is my upload?" in JSON.
 """
 from __future__ import annotations
 
+import logging
 import os
 import traceback
 from typing import Any
@@ -46,6 +47,8 @@ __all__ = [
     "memory_store_factory",
     "render_upload",
 ]
+
+log = logging.getLogger(__name__)
 
 ROUTE_NAME = "upload_progress"
 
@@ -94,7 +97,8 @@ def includeme(config: Configurator) -> None:
     ``upload_progress.*`` setting (a bad value stops the app at start-up,
     naming the setting) and adds the report views. Last, once all other
     configuration is done, it registers the store (the one
-    ``upload_progress.store`` names, unless a store is registered already)
+    ``upload_progress.store`` names, unless the app's code set one already:
+    then code wins, with one warning if the setting names a store too)
     and the execution policy that counts, wrapped around whichever policy
     the app has (pyramid_retry's, say).
     """
@@ -151,6 +155,13 @@ def _register_store_and_policy(config: Configurator, settings: UploadProgressSet
             config.introspector, config.action_info)
     else:
         _checked_store(store, "the registered IUploadProgressStore")
+        named = registry.settings.get("upload_progress.store")
+        if named is not None:
+            log.warning(
+                "upload progress: upload_progress.store = %r is ignored: the "
+                "app's code sets the store, %r (config.set_upload_progress_store "
+                "or a registered IUploadProgressStore utility), and code wins "
+                "over settings; remove one of the two", named, store)
     inner = registry.queryUtility(IExecutionPolicy, default=default_execution_policy)
     policy = UploadProgressPolicy(
         inner, store, settings, health, report_path,

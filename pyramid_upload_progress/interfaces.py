@@ -33,7 +33,8 @@ class IUploadProgressStore(Interface):
     throttled = Attribute(
         "How the store learns an upload's progress. True: the add-on calls "
         ":meth:`update` at most once per ``upload_progress.update_interval`` "
-        "seconds (counted from the end of the previous write) and always "
+        "seconds (counted from the end of the previous write), and always "
+        "at once for the read that ends the body (``ended``); it always "
         "calls :meth:`start`, :meth:`set_owner` and :meth:`finish`; for a "
         "store shared between processes (Redis, SQLite). False: the store "
         "lives in the process serving the upload and reads the ``progress`` "
@@ -50,25 +51,34 @@ class IUploadProgressStore(Interface):
         the Content-Length, or ``None`` for a chunked body. ``progress`` is
         the upload as it happens in this process: its attributes
         ``received`` (int) and ``files`` (see above) are the progress at
-        this moment, ``receiving`` is true until the body has been read
-        whole, and its ``cancel()`` makes the upload's next read of its body
-        raise :class:`pyramid_upload_progress.UploadCancelled`. A throttled
-        store ignores it. Returns ``None`` when the store declines to track
+        this moment; ``body_end`` is ``None`` until the body has been read
+        whole, then the epoch seconds (``time.time()`` of this process)
+        when it was, for the record's ``body_end``; ``receiving`` is true
+        until the body has been read whole or the client has gone; and its
+        ``cancel()`` makes the upload's next read of its body raise
+        :class:`pyramid_upload_progress.UploadCancelled`. A throttled store
+        ignores it. Returns ``None`` when the store declines to track
         the upload (it is full); the upload is then served untracked. Called
         from the request's thread, before any of the body is read.
         """
 
-    def update(key, received, files):
+    def update(key, received, files, ended=False):
         """Record that ``received`` bytes of the body have been read, and
         the file parts seen so far; return whether the upload was cancelled.
 
         Only called for a throttled store. ``received`` never decreases and
         never exceeds the size. Also marks the upload as alive now, for
-        ``stall_timeout``. Returns true when :meth:`cancel` has been called
-        for the upload: the add-on then makes its next read raise
-        ``UploadCancelled`` (so a cancel costs no round-trip of its own). A
-        key the store has already forgotten is ignored (return false).
-        Called from the thread reading the body.
+        ``stall_timeout``. ``ended`` is true when this write reports the
+        read that ended the body (the read that returned the last byte of a
+        sized body, or ``b""`` of a chunked one; the add-on makes that write
+        at once): unless the upload was cancelled, the store then sets the
+        record's ``body_end`` to its now, if it is not set already; from
+        then on :meth:`cancel` refuses the upload. Returns true when
+        :meth:`cancel` has been called for the upload: the add-on then makes
+        its next read raise ``UploadCancelled`` (so a cancel costs no
+        round-trip of its own). A key the store has already forgotten is
+        ignored (return false). Called from the thread reading the body.
+        Implement it as ``update(self, key, received, files, ended=False)``.
         """
 
     def set_owner(key, owner):
@@ -85,10 +95,11 @@ class IUploadProgressStore(Interface):
         """Record what the application is doing with the upload now
         (``request.upload_progress.stage(...)``): ``name`` a string, ``done``
         and ``total`` ints or ``None``. The record's ``stage`` becomes
-        ``{"name": name, "done": done, "total": total}``. Called from the
-        request's thread; the add-on throttles repeated calls with the same
-        name like progress writes (always writing a new name, and the last
-        call before :meth:`finish`).
+        ``{"name": name, "done": done, "total": total}`` (the add-on has
+        checked the values: plain JSON data). Called from the request's
+        thread, or another thread of the app; the add-on throttles
+        repeated calls with the same name like progress writes (always
+        writing a new name, and the last call before :meth:`finish`).
         """
 
     def finish(key, received, files, status, failed, cancelled):
@@ -133,9 +144,11 @@ class IUploadProgressStore(Interface):
 
     def cancel(upload_id, owner):
         """Cancel the upload that :meth:`get` would return for the same
-        arguments, if it is still receiving its body; return that record,
-        now with ``cancelled`` true, or ``None`` (nothing to cancel: no such
-        upload, someone else's, finished, or its body read whole).
+        arguments, if it is still receiving its body (unfinished, not
+        stalled, and its ``body_end`` ``None``: for an unthrottled store,
+        its ``progress.body_end``); return that record, now with
+        ``cancelled`` true, or ``None`` (nothing to cancel: no such upload,
+        someone else's, finished, or its body read whole).
 
         The store marks the record cancelled and makes the uploading
         request learn it: at once through ``progress.cancel()`` for an

@@ -111,13 +111,14 @@ class UploadProgressPolicy:
             multipart.boundary(environ.get("CONTENT_TYPE", "")),
             self._owner, self._interval)
         try:
-            upload.key = self._store.start(upload_id, upload.record.path, size, upload)
+            key = self._store.start(upload_id, upload.record.path, size, upload)
         except Exception:
             self._health.failed("recording a new upload")
             return None
         self._health.answered()
-        if upload.key is None:
+        if key is None:
             return None
+        upload.record.key = key
         environ["wsgi.input"] = upload.input
         environ[ENVIRON_KEY] = upload
         return upload

@@ -47,6 +47,9 @@ class UploadRecord:
     """The file parts of a ``multipart/form-data`` body, else ``None``."""
     stage: dict[str, Any] | None = None
     """``{"name": str, "done": int | None, "total": int | None}`` once set."""
+    body_end: float | None = None
+    """Epoch seconds when the body was read whole (the read that returned
+    its last byte, or ``b""`` of a chunked body); ``None`` until then."""
 
     @property
     def state(self) -> str:
@@ -80,18 +83,23 @@ class UploadRecord:
 def render_upload(record: UploadRecord, now: float) -> dict[str, Any]:
     """The UPLOAD mapping of the public contract for ``record`` at ``now``.
 
-    ``rate`` is the average since the start, ``eta`` the time left at that
-    rate. Only the contract's fields: nothing else of the request is shown.
+    ``rate`` is the body's: bytes over the time from the start to the
+    body's end (``body_end``), else to the record's end, else to ``now``;
+    so it does not fall while the app works on a body that is in. ``eta``
+    is the time left at that rate, 0 once the body is in. Only the
+    contract's fields: nothing else of the request is shown.
     """
     state = record.state
-    end = record.finished if record.finished is not None else now
+    end = record.body_end
+    if end is None:
+        end = record.finished if record.finished is not None else now
     elapsed = end - record.started
     rate = record.received / elapsed if elapsed > 0 else None
     percent = None
     eta = None
     if record.size:
         percent = round(100.0 * record.received / record.size, 2)
-    if state == DONE:
+    if state == DONE or (state == UPLOADING and record.body_end is not None):
         eta = 0.0
     elif state == UPLOADING and record.size is not None and rate:
         eta = round(max(record.size - record.received, 0) / rate, 2)

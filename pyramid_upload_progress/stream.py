@@ -33,7 +33,11 @@ class CountingInput:
     ``received`` is the furthest position read to, so that an input that is
     rewound and read again (a seekable one, as ``Request.blank`` makes) is
     counted once; ``observe(new_bytes)``, if given, sees each byte once, as
-    it is first read. ``ended`` is true once the body has been read whole.
+    it is first read. ``ended`` is true once the body has been read whole,
+    and ``on_end()``, if given, is called once at that moment: after the
+    read that returned the last byte of a sized body (and after ``observe``
+    saw it), or the one that returned ``b""`` (or all that was left) of a
+    chunked body; never for a body that ended early.
     ``disconnected`` becomes true when the body ended before ``size`` bytes
     (a read came back short, as WebOb's ``LimitedLengthFile`` also judges)
     or the server's input raised: the client went away. ``cancelled``, once
@@ -45,10 +49,11 @@ class CountingInput:
     """
 
     __slots__ = ("_raw", "_size", "_left", "_behind", "_eof", "received",
-                 "disconnected", "cancelled", "cancel_raised", "observe")
+                 "disconnected", "cancelled", "cancel_raised", "observe", "on_end")
 
     def __init__(self, raw: Any, size: int | None,
-                 observe: Observer | None = None) -> None:
+                 observe: Observer | None = None,
+                 on_end: Callable[[], None] | None = None) -> None:
         self._raw = raw
         self._size = size
         self._left = size
@@ -61,11 +66,20 @@ class CountingInput:
         self.cancelled = False
         self.cancel_raised = False
         self.observe = observe
+        self.on_end = on_end
 
     @property
     def ended(self) -> bool:
         """The body has been read whole (a seek back does not undo that)."""
         return self._eof or (self._size is not None and self.received >= self._size)
+
+    def _end(self) -> None:
+        """The body has just been read whole: tell ``on_end``, once."""
+        self._eof = True
+        on_end = self.on_end
+        if on_end is not None:
+            self.on_end = None
+            on_end()
 
     def _refuse(self) -> UploadCancelled:
         self.cancel_raised = True
@@ -78,9 +92,14 @@ class CountingInput:
             self._left = left - n
         if not n:
             if asked != 0:
-                self._eof = True
-                if left:
-                    self.disconnected = True
+                if left is None:
+                    self._end()
+                    if self.cancelled:
+                        raise self._refuse()
+                else:
+                    self._eof = True
+                    if left:
+                        self.disconnected = True
             return data
         behind = self._behind
         if behind:
@@ -94,6 +113,8 @@ class CountingInput:
         self.received += len(new)
         if self.observe is not None:
             self.observe(new)
+        if left is not None and n >= left:
+            self._end()
         if self.cancelled:
             raise self._refuse()
         return data
@@ -151,7 +172,14 @@ class CountingInput:
             self.disconnected = True
             raise
         n = len(data)
-        if left is not None and n < size and whole:
+        if left is None:
+            data = self._count(data, n, size)
+            if whole and n and (size is _AS_CALLED or size is None or size < 0):
+                self._end()  # a chunked body's read of all that was left
+                if self.cancelled:
+                    raise self._refuse()
+            return data
+        if n < size and whole:
             self.disconnected = True
         return self._count(data, n, size)
 
@@ -198,6 +226,8 @@ class _Methods:
         self.received += n
         if self.observe is not None:
             self.observe(data)
+        if n >= left:
+            self._end()
         if self.cancelled:
             raise self._refuse()
         return data
@@ -218,10 +248,16 @@ class _Methods:
             lines = _cap(lines, self._left)
         for line in lines:
             self._count(line, len(line), None)
-        if lines and self._left and not (hint and hint[0] is not None and hint[0] > 0):
-            # Every line was asked for, and the body came short. (No line at
-            # all tells nothing: cheroot's readlines() always answers [].)
-            self._eof = self.disconnected = True
+        if lines and self._left != 0 and not (hint and hint[0] is not None and hint[0] > 0):
+            # Every line was asked for: a chunked body is in whole, a sized
+            # one came short. (No line at all tells nothing: cheroot's
+            # readlines() always answers [].)
+            if self._left is None:
+                self._end()
+                if self.cancelled:
+                    raise self._refuse()
+            else:
+                self._eof = self.disconnected = True
         return lines
 
     def read1(self: Any, size: int = -1) -> bytes:
@@ -312,8 +348,8 @@ def _class_for(raw_type: type) -> type[CountingInput]:
     return cls
 
 
-def counting_input(raw: Any, size: int | None,
-                   observe: Observer | None = None) -> CountingInput:
+def counting_input(raw: Any, size: int | None, observe: Observer | None = None,
+                   on_end: Callable[[], None] | None = None) -> CountingInput:
     """A :class:`CountingInput` around ``raw`` with exactly its methods."""
     cls = _classes.get(type(raw)) or _class_for(type(raw))
-    return cls(raw, size, observe)
+    return cls(raw, size, observe, on_end)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import operator
 import time
 from collections.abc import Callable
 from typing import Any
@@ -43,7 +44,10 @@ class TrackedUpload:
     """The link between one request's counting input and its store record.
 
     It is also the ``progress`` an unthrottled store reads (``received``,
-    ``files``, ``receiving``, ``cancel()``). A store that fails is never
+    ``files``, ``receiving``, ``body_end``, ``cancel()``). Its ``record``
+    is the upload as this process knows it, under the store's key once
+    :meth:`~pyramid_upload_progress.interfaces.IUploadProgressStore.start`
+    has given one. A store that fails is never
     allowed to reach the upload: the upload goes on untracked (the store is
     dropped for the rest of it). A retried request (pyramid_retry) keeps this
     one object in its environ, so its bytes are counted once, its owner
@@ -66,11 +70,12 @@ class TrackedUpload:
         self._stage_written = True
         self._request: Any = None
         self._finished = False
-        self.key: str | None = None
+        now = time.time()
         self.record = UploadRecord(key="", id=upload_id, path=path, size=size,
-                                   started=time.time(), updated=time.time())
+                                   started=now, updated=now)
         self._scanner = None if boundary is None else MultipartScanner(boundary)
-        self.input: CountingInput = counting_input(raw_input, size, self._observer())
+        self.input: CountingInput = counting_input(raw_input, size, self._observer(),
+                                                   self._body_ended)
 
     def _observer(self) -> Callable[[bytes], None] | None:
         """What the input calls with new bytes: nothing at all for an
@@ -102,6 +107,10 @@ class TrackedUpload:
     def receiving(self) -> bool:
         return not (self._finished or self.input.ended)
 
+    @property
+    def body_end(self) -> float | None:
+        return self.record.body_end
+
     def cancel(self) -> None:
         self.input.cancelled = True
 
@@ -109,21 +118,32 @@ class TrackedUpload:
 
     def _write_progress(self, data: bytes) -> None:
         """Called with each read's new bytes; writes at most once per
-        interval (counted from the end of the previous write), and the read
-        that ends the body at once: the store then knows that the body is in
-        whole (a cancel answers 404), and a cancel that came during that
-        read is learnt in time to refuse it. What is left unwritten otherwise
-        goes with the next write: a stage's, or the end's."""
-        if time.monotonic() < self._next_write and not self.input.ended:
+        interval (counted from the end of the previous write). The read that
+        ends the body is written by :meth:`_body_ended`, right after this.
+        What is left unwritten otherwise goes with the next write: a
+        stage's, the body's end's, or the record's end's."""
+        if time.monotonic() < self._next_write or self.input.ended:
             self._unwritten = True
         else:
             self._send_progress()
 
-    def _send_progress(self) -> None:
+    def _body_ended(self) -> None:
+        """The input has just been read whole: a throttled store is told at
+        once, so that it shows every byte and refuses a cancel (404), and
+        a cancel that came during that read is learnt in time to refuse
+        the read (the body of a cancelled upload is never read whole)."""
+        now = time.time()
+        if self._interval is not None and self._store is not None:
+            self._send_progress(ended=True)
+        if not self.input.cancelled:
+            self.record.body_end = now
+
+    def _send_progress(self, ended: bool = False) -> None:
         """Write the progress now; the store answers whether it was cancelled."""
         self._unwritten = False
         try:
-            cancelled = self._store.update(self.key, self.input.received, self.files)
+            cancelled = self._store.update(self.record.key, self.input.received,
+                                           self.files, ended)
         except Exception:
             self._drop_store("recording progress")
             return
@@ -146,12 +166,12 @@ class TrackedUpload:
             store = self._store
             self._untrack()
             try:
-                store.discard(self.key)
+                store.discard(self.record.key)
             except Exception:
                 self._health.failed("discarding an upload")
             return
         try:
-            self._store.set_owner(self.key, owner)
+            self._store.set_owner(self.record.key, owner)
         except Exception:
             self._drop_store("recording the owner")
             return
@@ -181,7 +201,7 @@ class TrackedUpload:
         name, done, total = self._stage  # type: ignore[misc]
         self.record.stage = {"name": name, "done": done, "total": total}
         try:
-            self._store.stage(self.key, name, done, total)
+            self._store.stage(self.record.key, name, done, total)
         except Exception:
             self._drop_store("recording a stage")
             return
@@ -207,7 +227,7 @@ class TrackedUpload:
         store = self._store
         if store is not None:
             try:
-                store.finish(self.key, record.received, record.files, status,
+                store.finish(record.key, record.received, record.files, status,
                              record.failed, record.cancelled)
             except Exception:
                 self._drop_store("recording the end")
@@ -245,10 +265,26 @@ class UploadProgress:
         """Say what the application is doing with the upload now that its
         body is in (``stage("virus scan")``, ``stage("thumbnails", 3, 12)``):
         the UPLOAD's ``stage`` shows the last call. Never raises because of
-        the store; raises ``TypeError`` for a name that is not a string."""
+        the store. Raises ``TypeError`` for a name that is not a string, and
+        for ``done`` or ``total`` that is neither ``None`` nor an int
+        (anything ``operator.index`` accepts, a numpy integer say, is taken
+        as its int; a float, ``NaN`` or a ``Decimal`` is refused): nothing
+        JSON cannot carry ever reaches a store."""
         if not isinstance(name, str):
             raise TypeError(f"stage name must be a string, not {name!r}")
+        done, total = _count_or_none("done", done), _count_or_none("total", total)
         self._upload.stage(name, done, total)
+
+
+def _count_or_none(what: str, value: Any) -> int | None:
+    """``value`` as an int (``operator.index``), or ``None``."""
+    if value is None:
+        return None
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"stage {what} must be an int or None, not {value!r} "
+                        f"({type(value).__name__})") from None
 
 
 class _UploadProgressAttribute:

@@ -278,6 +278,19 @@ def test_an_upload_sends_started_and_finished_once_with_request_and_record():
     assert (finished.upload.received, finished.upload.state, finished.upload.status) == (5000, "done", 200)
 
 
+@pytest.mark.parametrize("kind", ["memory", "sqlite", "redis"])
+def test_events_carry_the_stores_key(kind):
+    from tests.attack_stores import store_settings
+
+    app, seen = events_app(**store_settings(kind))
+    webtest.TestApp(app).post("/upload?X-Progress-ID=k1", b"x" * 5000,
+                              headers={"X-User": "alice"})
+    key = app.registry.getUtility(IUploadProgressStore).get("k1", "alice").key
+    assert key
+    assert [(name, event.upload.key) for name, event in seen] == \
+        [("started", key), ("finished", key)]
+
+
 def test_a_retried_upload_sends_each_event_once():
     attempts = []
 
@@ -375,9 +388,9 @@ class CountingStages(MemoryUploadProgressStore):
         self.updates = []
         self.fail = fail
 
-    def update(self, key, received, files):
+    def update(self, key, received, files, ended=False):
         self.updates.append(received)
-        return super().update(key, received, files)
+        return super().update(key, received, files, ended)
 
     def stage(self, key, name, done, total):
         if self.fail:

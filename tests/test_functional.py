@@ -431,6 +431,42 @@ def test_the_directive_refuses_what_is_not_a_store():
         make_app(configure=lambda config: config.set_upload_progress_store(object()))
 
 
+def test_a_store_set_in_code_wins_over_the_setting_with_one_warning(tmp_path, caplog):
+    path = tmp_path / "never.sqlite3"
+    store = MemoryUploadProgressStore()
+    settings = {"upload_progress.store": "sqlite", "upload_progress.sqlite.path": str(path)}
+    with caplog.at_level(logging.WARNING, logger="pyramid_upload_progress"):
+        app = webtest.TestApp(make_app(
+            settings, configure=lambda config: config.set_upload_progress_store(store)))
+    assert store_of(app) is store
+    assert not path.exists()
+    [warning] = [r for r in caplog.records if "upload_progress.store" in r.getMessage()]
+    message = warning.getMessage()
+    assert "'sqlite'" in message and "set_upload_progress_store" in message
+    assert repr(store) in message
+
+
+def test_a_store_set_only_in_code_or_only_in_settings_warns_nothing(tmp_path, caplog):
+    with caplog.at_level(logging.WARNING, logger="pyramid_upload_progress"):
+        make_app(configure=lambda config: config.set_upload_progress_store(
+            MemoryUploadProgressStore()))
+        make_app({"upload_progress.store": "memory"})
+    assert caplog.records == []
+
+
+class StoreWithoutEnded(MemoryUploadProgressStore):
+    """A store written before ``update`` had ``ended``."""
+
+    def update(self, key, received, files):
+        return super().update(key, received, files)
+
+
+def test_a_store_whose_update_lacks_ended_is_refused_at_start_up():
+    with pytest.raises(ConfigurationError, match="update"):
+        make_app(configure=lambda config: config.set_upload_progress_store(
+            StoreWithoutEnded()))
+
+
 def test_two_directive_calls_conflict():
     def configure(config):
         config.set_upload_progress_store(MemoryUploadProgressStore())
@@ -633,9 +669,9 @@ class CountingStore(MemoryUploadProgressStore):
         self.throttled = throttled
         self.updates = []
 
-    def update(self, key, received, files):
+    def update(self, key, received, files, ended=False):
         self.updates.append(received)
-        return super().update(key, received, files)
+        return super().update(key, received, files, ended)
 
 
 def upload_through(store, update_interval):

@@ -94,10 +94,11 @@ def test_cancel_reaches_the_upload_at_once(store):
     assert progress.cancelled
 
 
-def test_an_upload_that_is_no_longer_receiving_cannot_be_cancelled(store):
+def test_an_upload_whose_body_was_read_whole_cannot_be_cancelled(store, clock):
     progress = Progress()
     start(store, "abc", progress=progress)
     progress.receiving = False
+    progress.body_end = clock()
     assert store.cancel("abc", None) is None
     assert not progress.cancelled
 

@@ -356,3 +356,18 @@ def test_an_app_with_a_bad_path_does_not_start(tmp_path):
     config.include("pyramid_upload_progress")
     with pytest.raises(ConfigurationError, match="upload_progress.sqlite.path"):
         config.make_wsgi_app()
+
+
+def test_a_file_of_the_first_schema_gains_body_end_at_start_up(path, clock):
+    """A file made by a version before ``body_end`` (schema version 1) is
+    upgraded when the app starts, not refused at every call."""
+    first_schema = sqlite_module.SCHEMA.replace(",\n    body_end REAL\n", "\n")
+    assert "body_end" not in first_schema
+    with sqlite3.connect(path) as db:
+        db.executescript(f"{first_schema} PRAGMA user_version = 1;")
+    store = make_store(path, clock)
+    key = start(store, "old")
+    store.update(key, 1000, None, True)
+    assert store.get("old", None).body_end == clock()
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone() == (2,)

@@ -7,6 +7,7 @@ store's cap, Redis's key expiry, SQLite's locking) lives in its own module.
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 from zope.interface.verify import verifyObject
@@ -34,9 +35,12 @@ def store(backend):
 class Upload:
     """One upload, driven as the add-on drives a store."""
 
-    def __init__(self, store, upload_id=None, path="/upload", size=1000, owner=False):
+    def __init__(self, store, upload_id=None, path="/upload", size=1000, owner=False,
+                 now=time.time):
         self.store = store
         self.size = size
+        self.now = now
+        """The serving process's clock, for ``progress.body_end``."""
         self.progress = Progress()
         self.key = store.start(upload_id, path, size, self.progress)
         if owner is not False:
@@ -46,15 +50,20 @@ class Upload:
         self.store.set_owner(self.key, owner)
         return self
 
-    def read(self, received, files=None):
-        """The app has read ``received`` bytes; returns whether the upload
-        was cancelled, as the add-on learns it."""
+    def read(self, received, files=None, ended=None):
+        """The app has read ``received`` bytes (``ended``: the body is in
+        whole; by default when ``received`` is the size); returns whether
+        the upload was cancelled, as the add-on learns it."""
+        if ended is None:
+            ended = received == self.size
         self.progress.received = received
         self.progress.files = files
-        if received == self.size:
+        if ended:
             self.progress.receiving = False
+            if not self.progress.cancelled:
+                self.progress.body_end = self.now()
         if self.store.throttled:
-            return bool(self.store.update(self.key, received, files))
+            return bool(self.store.update(self.key, received, files, ended))
         return self.progress.cancelled
 
     def finish(self, status=200, failed=False, cancelled=False, received=None):
@@ -120,6 +129,25 @@ def test_failed_finish_is_reflected_by_list(store):
     [record] = store.list("alice")
     assert (record.received, record.status, record.failed) == (10, None, True)
     assert record.state == "error"
+
+
+def test_the_read_that_ends_the_body_sets_body_end(backend):
+    upload = Upload(backend.store, "abc", size=None, now=backend.now)
+    upload.read(500)
+    assert backend.store.get("abc", None).body_end is None
+    backend.advance(0.01)
+    upload.read(500, ended=True)
+    record = backend.store.get("abc", None)
+    assert record.started < record.body_end <= backend.now()
+    backend.advance(0.01)
+    upload.finish(200)
+    finished = backend.store.get("abc", None)
+    assert finished.body_end == record.body_end < finished.finished
+
+
+def test_an_upload_that_ended_early_has_no_body_end(store):
+    Upload(store, "abc", size=1000).finish(None, failed=True, received=10)
+    assert store.get("abc", None).body_end is None
 
 
 def test_finish_keeps_the_files(store):
@@ -378,6 +406,23 @@ def test_an_upload_read_whole_cannot_be_cancelled(store):
     upload = Upload(store, "abc", owner="alice", size=1000)
     upload.read(1000)
     assert store.cancel("abc", "alice") is None
+
+
+def test_a_chunked_upload_read_whole_cannot_be_cancelled(store):
+    upload = Upload(store, "abc", owner="alice", size=None)
+    upload.read(5000)
+    upload.read(5000, ended=True)
+    assert store.cancel("abc", "alice") is None
+    assert store.get("abc", "alice").received == 5000
+
+
+def test_a_cancelled_upload_is_never_read_whole(store):
+    upload = Upload(store, "abc", owner="alice", size=None)
+    upload.read(10)
+    store.cancel("abc", "alice")
+    assert upload.read(30, ended=True) is True
+    record = store.get("abc", "alice")
+    assert (record.received, record.body_end, record.cancelled) == (30, None, True)
 
 
 def test_a_stalled_upload_cannot_be_cancelled(backend):

@@ -662,3 +662,96 @@ def test_a_body_read_whole_stays_read_whole_after_a_seek_back(progress):
     stream.read()
     stream.seek(0)
     assert stream.ended
+
+
+# -- the end of the body: on_end ----------------------------------------------------
+
+class EndSeen:
+    """An observer and an ``on_end`` that record the order they are called in."""
+
+    def __init__(self) -> None:
+        self.calls: list[object] = []
+
+    def observe(self, data: bytes) -> None:
+        self.calls.append(len(data))
+
+    def on_end(self) -> None:
+        self.calls.append("end")
+
+
+def ended_stream(raw, size):
+    seen = EndSeen()
+    return counting_input(raw, size, seen.observe, seen.on_end), seen
+
+
+def test_the_read_of_the_last_byte_of_a_sized_body_tells_on_end_after_observe():
+    stream, seen = ended_stream(ServerInput(BODY), len(BODY))
+    stream.read(10)
+    assert "end" not in seen.calls
+    stream.read(len(BODY) - 10)
+    assert seen.calls == [10, len(BODY) - 10, "end"]
+    stream.read(10)
+    assert seen.calls.count("end") == 1
+
+
+def test_the_empty_read_of_a_chunked_body_tells_on_end():
+    stream, seen = ended_stream(ServerInput(BODY), None)
+    assert stream.read(len(BODY)) == BODY
+    assert "end" not in seen.calls
+    assert stream.read(8192) == b""
+    assert seen.calls == [len(BODY), "end"]
+    assert stream.ended
+
+
+def test_reading_all_of_a_chunked_body_at_once_tells_on_end():
+    stream, seen = ended_stream(ServerInput(BODY), None)
+    assert stream.read() == BODY
+    assert seen.calls == [len(BODY), "end"]
+
+
+def test_the_last_line_of_a_sized_body_tells_on_end():
+    stream, seen = ended_stream(ServerInput(BODY), len(BODY))
+    lines = list(iter(stream.readline, b""))
+    assert lines == BODY.splitlines(keepends=True)
+    assert seen.calls[-1] == "end" and seen.calls.count("end") == 1
+
+
+def test_readlines_of_a_whole_chunked_body_tells_on_end():
+    stream, seen = ended_stream(LinesServerInput(BODY), None)
+    assert stream.readlines() == BODY.splitlines(keepends=True)
+    assert seen.calls[-1] == "end"
+
+
+@pytest.mark.parametrize("size", [len(BODY) + 10, None])
+def test_a_body_that_ends_early_or_fails_never_tells_on_end(size):
+    stream, seen = ended_stream(ServerInput(BODY, fail_at=20), size)
+    with pytest.raises(ConnectionResetError):
+        while stream.read(7):
+            pass
+    assert "end" not in seen.calls
+    if size is not None:
+        short, short_seen = ended_stream(ServerInput(BODY), size)
+        while short.read(7):
+            pass
+        assert short.disconnected and "end" not in short_seen.calls
+
+
+def test_a_body_read_again_after_a_seek_tells_on_end_once():
+    stream, seen = ended_stream(io.BytesIO(BODY), len(BODY))
+    stream.read()
+    stream.seek(0)
+    stream.read()
+    assert seen.calls == [len(BODY), "end"]
+
+
+def test_a_cancel_learnt_by_on_end_refuses_the_read_that_ended_a_chunked_body():
+    stream = counting_input(ServerInput(BODY), None)
+
+    def cancelled_meanwhile():
+        stream.cancelled = True
+
+    stream.on_end = cancelled_meanwhile
+    stream.read(len(BODY))
+    with pytest.raises(UploadCancelled):
+        stream.read(8192)
+    assert stream.cancel_raised

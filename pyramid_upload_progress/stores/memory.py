@@ -23,7 +23,9 @@ class MemoryUploadProgressStore:
 
     It is written nothing while an upload's body arrives: it reads the
     upload's live ``progress`` (see :meth:`~pyramid_upload_progress.interfaces.IUploadProgressStore.start`) when
-    it is asked, so it shows every read at once and costs nothing per read.
+    it is asked, so it shows every read at once and costs nothing per read;
+    ``body_end`` too, as the progress gives it (the serving process's clock,
+    which is this store's).
     A record's ``updated`` (for ``stall_timeout``) is the time a change was
     last seen, never earlier than the last byte really came.
 
@@ -92,14 +94,18 @@ class MemoryUploadProgressStore:
                 self._by_id.setdefault(upload_id, []).append(key)
         return key
 
-    def update(self, key: str, received: int, files: list[dict[str, Any]] | None) -> bool:
+    def update(self, key: str, received: int, files: list[dict[str, Any]] | None,
+               ended: bool = False) -> bool:
+        now = self._clock()
         with self._lock:
             record = self._records.get(key)
             if record is None:
                 return False
             record.received = received
             record.files = files
-            record.updated = self._clock()
+            record.updated = now
+            if ended and record.body_end is None and not record.cancelled:
+                record.body_end = now
             return record.cancelled
 
     def set_owner(self, key: str, owner: str | None) -> None:
@@ -139,6 +145,7 @@ class MemoryUploadProgressStore:
             record.failed = failed
             record.cancelled = cancelled
             record.finished = now
+            record.body_end = self._live[key].body_end
             del self._live[key]
             del self._unfinished[key]
             self._finished[key] = None
@@ -161,8 +168,8 @@ class MemoryUploadProgressStore:
             if record is None or record.as_of(now, self.stall_timeout).finished is not None:
                 return None  # unknown, someone else's, finished or stalled
             progress = self._live[record.key]
-            if not progress.receiving:
-                return None
+            if progress.body_end is not None:
+                return None  # read whole
             progress.cancel()
             record.cancelled = True
             return self._as_of(record, now)
@@ -202,6 +209,7 @@ class MemoryUploadProgressStore:
         progress = self._live.get(record.key)
         if progress is not None:
             record.files = progress.files
+            record.body_end = progress.body_end
         return record.as_of(now, self.stall_timeout)
 
     def _purge(self, now: float) -> None:

@@ -106,11 +106,15 @@ if op == 'start' then
   return now
 
 elseif op == 'update' then
-  -- key, received, files ('' for none), live_ms -> 1 when cancelled
+  -- key, received, files ('' for none), live_ms, ended ('1': this read
+  -- ended the body) -> 1 when cancelled
   local rk = record_key(ARGV[3])
-  local fields = redis.call('HMGET', rk, 'started', 'finished', 'cancelled')
+  local fields = redis.call('HMGET', rk, 'started', 'finished', 'cancelled', 'body_end')
   if not fields[1] or fields[2] then return 0 end
   set_progress(rk, ARGV[4], ARGV[5])
+  if ARGV[7] == '1' and not fields[4] and fields[3] == '0' then
+    redis.call('HSET', rk, 'body_end', now)
+  end
   expire(ARGV[3], now_ms + tonumber(ARGV[6]))
   return tonumber(fields[3])
 
@@ -167,9 +171,9 @@ elseif op == 'cancel' then
   local key = find(ARGV[3], ARGV[5] or false)
   if not key then return {now} end
   local rk = record_key(key)
-  local fields = redis.call('HMGET', rk, 'finished', 'size', 'received', 'updated')
-  if fields[1] or (fields[2] and tonumber(fields[3]) >= tonumber(fields[2]))
-      or tonumber(fields[4]) + tonumber(ARGV[4]) <= tonumber(now) then
+  local fields = redis.call('HMGET', rk, 'finished', 'body_end', 'updated')
+  if fields[1] or fields[2]
+      or tonumber(fields[3]) + tonumber(ARGV[4]) <= tonumber(now) then
     return {now}
   end
   redis.call('HSET', rk, 'cancelled', '1')

@@ -53,7 +53,8 @@ CREATE TABLE IF NOT EXISTS uploads (
     cancelled INTEGER NOT NULL DEFAULT 0,
     files TEXT,
     stage TEXT,
-    expires REAL NOT NULL
+    expires REAL NOT NULL,
+    body_end REAL
 );
 CREATE INDEX IF NOT EXISTS uploads_by_id ON uploads (id) WHERE id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS uploads_by_owner ON uploads (owner, started)
@@ -74,13 +75,15 @@ END;
 """One row per upload. ``expires`` is when the row may be forgotten (see
 ``UploadRecord.expires``); ``owner`` is NULL while the upload is pending
 and for an upload owned by nobody (``owner_known`` tells them apart);
-``files`` and ``stage`` are JSON text. The rowid orders uploads that
+``files`` and ``stage`` are JSON text; ``body_end`` is NULL until the body
+has been read whole. The rowid orders uploads that
 started at the same instant. The triggers keep each write one statement:
 a new upload purges expired records; an owner made known forgets that
 owner's finished record with the same id (a reused id)."""
 
 _COLUMNS = ("key, id, path, size, started, updated, received, finished, status, "
-            "failed, owner, owner_known, cancelled, files, stage")
+            "failed, owner, owner_known, cancelled, files, stage, body_end")
+_PROGRESS = "received = ?, files = ?, updated = ?, expires = ?"
 _NEWEST_FIRST = "ORDER BY started DESC, rowid DESC"
 _FIND = ("SELECT {columns} FROM uploads WHERE id = ? AND expires > ? "
          "AND (owner = ? OR owner IS NULL) "
@@ -167,8 +170,9 @@ class SQLiteUploadProgressStore:
     threads: under a burst of uploads on 2 cores that made other processes'
     writes time out (measured). A ``cancel`` is that one write and a
     read of the result; an ``update`` that finds its upload cancelled or
-    gone reads which; a new upload in a full store tries again once after
-    making room.
+    gone writes the progress of a cancelled one (never its ``body_end``)
+    in a second, which tells the two apart; a new upload in a full store
+    tries again once after making room.
 
     Connections: one per thread of each process, opened lazily by the
     thread's first call (``threading.local``), closed when the thread ends.
@@ -249,19 +253,19 @@ class SQLiteUploadProgressStore:
         self._full = False
         return key
 
-    def update(self, key: str, received: int, files: list[dict[str, Any]] | None) -> bool:
+    def update(self, key: str, received: int, files: list[dict[str, Any]] | None,
+               ended: bool = False) -> bool:
         now = self._clock()
+        progress = (received, _json(files), now, self._live_until(now))
         with self._connected() as db:
-            written = db.execute(
-                "UPDATE uploads SET received = ?, files = ?, updated = ?, expires = ? "
-                "WHERE key = ? AND NOT cancelled",
-                (received, _json(files), now, self._live_until(now), key)).rowcount
-            if written:
+            if db.execute(
+                    f"UPDATE uploads SET {_PROGRESS}, body_end = coalesce(body_end, ?) "
+                    "WHERE key = ? AND NOT cancelled",
+                    (*progress, now if ended else None, key)).rowcount:
                 return False
-            # Cancelled, or forgotten: the one answer the add-on acts on.
-            row = db.execute("SELECT cancelled FROM uploads WHERE key = ?",
-                             (key,)).fetchone()
-        return row is not None and bool(row[0])
+            # Cancelled (its body never counts as read whole), or forgotten.
+            return bool(db.execute(f"UPDATE uploads SET {_PROGRESS} WHERE key = ? AND cancelled",
+                                   (*progress, key)).rowcount)
 
     def set_owner(self, key: str, owner: str | None) -> None:
         with self._connected() as db:
@@ -307,7 +311,7 @@ class SQLiteUploadProgressStore:
             cancelled = db.execute(
                 f"UPDATE uploads SET cancelled = 1 WHERE rowid = "
                 f"({_FIND.format(columns='rowid')}) AND finished IS NULL "
-                "AND updated > ? AND (size IS NULL OR received < size)",
+                "AND updated > ? AND body_end IS NULL",
                 (upload_id, now, owner, now - self.stall_timeout)).rowcount
             row = self._find(db, upload_id, owner, now) if cancelled else None
         return None if row is None else _record(row).as_of(now, self.stall_timeout)
@@ -395,8 +399,11 @@ class SQLiteUploadProgressStore:
             [mode] = connection.execute("PRAGMA journal_mode = WAL").fetchone()
             if mode != "wal":
                 raise sqlite3.OperationalError(f"cannot use WAL mode (got {mode!r})")
+            [version] = connection.execute("PRAGMA user_version").fetchone()
+            # A file made by version 1 of the schema lacks body_end.
+            upgrade = "ALTER TABLE uploads ADD COLUMN body_end REAL;" if version == 1 else ""
             connection.executescript(
-                f"BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = 1; COMMIT;")
+                f"BEGIN IMMEDIATE; {SCHEMA} {upgrade} PRAGMA user_version = 2; COMMIT;")
         finally:
             connection.close()
 
@@ -426,14 +433,14 @@ def _json(value: Any) -> str | None:
 
 def _record(row: tuple[Any, ...]) -> UploadRecord:
     (key, upload_id, path, size, started, updated, received, finished, status,
-     failed, owner, owner_known, cancelled, files, stage) = row
+     failed, owner, owner_known, cancelled, files, stage, body_end) = row
     return UploadRecord(
         key=key, id=upload_id, path=path, size=size, started=started,
         updated=updated, received=received, finished=finished, status=status,
         failed=bool(failed), owner=owner, owner_known=bool(owner_known),
         cancelled=bool(cancelled),
         files=None if files is None else json.loads(files),
-        stage=None if stage is None else json.loads(stage))
+        stage=None if stage is None else json.loads(stage), body_end=body_end)
 
 
 def sqlite_store_factory(settings: Mapping[str, Any]) -> SQLiteUploadProgressStore:

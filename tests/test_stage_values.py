@@ -1,0 +1,233 @@
+"""``request.upload_progress.stage()``: its values and its misuse (issue 20,
+item 5, and "stage and event misuse from other threads and after the
+response").
+
+DESIGN.md, "Processing after the body arrives": ``done`` and ``total`` are
+ints or ``None`` (anything ``operator.index`` accepts is taken as its int);
+any other value raises ``TypeError`` at the call, so that no value JSON
+cannot carry reaches a store or an answer; a stage call never raises
+because of the store. Each test runs against every store.
+"""
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from fractions import Fraction
+
+import pytest
+import webtest
+from pyramid.config import Configurator
+from pyramid.response import Response
+
+from pyramid_upload_progress import UploadFinished, UploadStarted
+from tests.attack_app import WAIT, Background, GatedInput, make_app, serve_upload, store_of
+from tests.attack_stores import each_store, store_settings
+from tests.e2e.client import ALICE
+from tests.plain_app import HeaderSecurityPolicy
+
+SIZE = 50_000
+
+
+class Index:
+    """An int-like that is not an int, as a numpy integer is: it has
+    ``__index__``."""
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+    def __index__(self) -> int:
+        return self.value
+
+
+def stage_then_answer(values):
+    """A view that reads the body, calls ``stage("thumbnails", done, total)``
+    with ``values``, then ``stage("store", 1, 2)``; it answers what the
+    first call raised."""
+
+    def view(request):
+        request.body_file.read()
+        try:
+            request.upload_progress.stage("thumbnails", *values)
+            raised = None
+        except TypeError as exc:
+            raised = str(exc)
+        request.upload_progress.stage("store", 1, 2)
+        return Response(json={"raised": raised})
+
+    return view
+
+
+def staged(kind, values, upload_id="s1"):
+    app = make_app({"stage": stage_then_answer(values)}, store_settings(kind))
+    response = serve_upload(app, b"s" * SIZE, "/stage", headers=ALICE,
+                            query=f"X-Progress-ID={upload_id}")
+    return app, response.json["raised"]
+
+
+def report(app, upload_id="s1"):
+    """The poll's and the listing's answers, parsed as strictly as a
+    browser's ``JSON.parse`` (no ``NaN``)."""
+    client = webtest.TestApp(app)
+    answers = []
+    for path in (f"/upload-progress?X-Progress-ID={upload_id}", "/upload-progress"):
+        response = client.get(path, headers=ALICE)
+        assert response.status_int == 200
+        answers.append(json.loads(response.body, parse_constant=_no_constant))
+    return answers
+
+
+def _no_constant(name):
+    raise ValueError(f"{name} is not JSON")
+
+
+@each_store()
+@pytest.mark.parametrize("bad", [Decimal(3), float("nan"), 3.0, "3", Fraction(3, 1), [3]],
+                         ids=["Decimal", "nan", "float", "str", "Fraction", "list"])
+@pytest.mark.parametrize("where", ["done", "total"])
+def test_a_value_that_is_not_an_int_raises_typeerror_at_the_call(kind, bad, where):
+    values = (bad, 12) if where == "done" else (3, bad)
+    app, raised = staged(kind, values)
+    assert raised is not None and where in raised and "int" in raised
+    poll, listing = report(app)
+    # Nothing of the refused call reached the store; the upload is tracked
+    # to its end.
+    assert (poll["state"], poll["received"]) == ("done", SIZE)
+    assert poll["stage"] == {"name": "store", "done": 1, "total": 2}
+    assert [upload["stage"] for upload in listing["uploads"]] == [poll["stage"]]
+
+
+@each_store()
+@pytest.mark.parametrize("value, taken", [(Index(3), 3), (True, 1), (None, None), (7, 7)],
+                         ids=["__index__", "bool", "None", "int"])
+def test_what_operator_index_accepts_is_taken_as_its_int(kind, value, taken):
+    app = make_app({"stage": stage_and_hold_view(value)}, store_settings(kind))
+    response = serve_upload(app, b"s" * SIZE, "/stage", headers=ALICE,
+                            query="X-Progress-ID=s2")
+    assert response.status_int == 200
+    poll, _ = report(app, "s2")
+    assert poll["stage"] == {"name": "thumbnails", "done": taken, "total": taken}
+    assert type(poll["stage"]["done"]) is type(taken)
+
+
+def stage_and_hold_view(value):
+    def view(request):
+        request.body_file.read()
+        request.upload_progress.stage("thumbnails", value, value)
+        return Response("ok")
+
+    return view
+
+
+# -- misuse: other threads, after the response ------------------------------------
+
+@each_store()
+def test_stage_from_another_thread_while_the_request_reads(kind):
+    """A worker thread of the app reports stages while the request's thread
+    is still reading the body: neither raises, the body is counted whole,
+    and the last stage the thread set is the one kept."""
+    calls = 300
+    raw = GatedInput(b"t" * SIZE, gates=(2,))
+    staged_upload = {}
+
+    def view(request):
+        staged_upload["progress"] = request.upload_progress
+        data = b"".join(iter(lambda: request.body_file.read(1000), b""))
+        return Response(json={"read": len(data)})
+
+    app = make_app({"read": view}, store_settings(kind))
+    thread = Background(lambda: serve_upload(app, None, "/read", raw=raw, headers=ALICE,
+                                             query="X-Progress-ID=t1"))
+    thread.start()
+    assert raw.waiting.wait(WAIT)
+    progress = staged_upload["progress"]
+    stager = Background(lambda: [progress.stage("unpack", n, calls) for n in range(calls)])
+    stager.start()
+    raw.go.set()  # the body goes on while the other thread stages
+    stager.result()
+    assert thread.result().json == {"read": SIZE}
+    record = store_of(app).get("t1", "alice")
+    assert (record.state, record.received) == ("done", SIZE)
+    assert record.stage == {"name": "unpack", "done": calls - 1, "total": calls}
+
+
+@each_store()
+def test_stage_after_the_response_neither_raises_nor_brings_the_record_back(kind):
+    kept = {}
+
+    def view(request):
+        request.body_file.read()
+        request.upload_progress.stage("scan")
+        kept["progress"] = request.upload_progress
+        return Response("ok")
+
+    app = make_app({"late": view}, store_settings(kind))
+    serve_upload(app, b"l" * SIZE, "/late", headers=ALICE, query="X-Progress-ID=l1")
+    store = store_of(app)
+    kept["progress"].stage("too late", 1, 2)
+    record = store.get("l1", "alice")
+    assert (record.state, record.stage) == ("done", {"name": "scan", "done": None, "total": None})
+    store.discard(record.key)
+    kept["progress"].stage("later still", 2, 2)
+    assert store.get("l1", "alice") is None
+    assert store.list("alice") == []
+
+
+@each_store()
+@pytest.mark.parametrize("event", [UploadStarted, UploadFinished], ids=["started", "finished"])
+def test_a_raising_subscriber_ends_the_record_once_and_sends_each_event_once(kind, event):
+    seen = []
+
+    def count(name):
+        return lambda e: seen.append(name)
+
+    def broken(e):
+        raise RuntimeError("the audit log is down")
+
+    def read(request):
+        request.body_file.read()
+        return Response("ok")
+
+    settings = {"upload_progress.threshold": "0", **store_settings(kind)}
+    with Configurator(settings=settings) as config:
+        config.set_security_policy(HeaderSecurityPolicy())
+        config.include("pyramid_upload_progress")
+        config.add_subscriber(count("started"), UploadStarted)
+        config.add_subscriber(count("finished"), UploadFinished)
+        config.add_subscriber(broken, event)
+        config.add_route("read", "/read")
+        config.add_view(read, route_name="read")
+        app = config.make_wsgi_app()
+    with pytest.raises(RuntimeError):
+        serve_upload(app, b"e" * SIZE, "/read", headers=ALICE, query="X-Progress-ID=ev")
+    record = store_of(app).get("ev", "alice")
+    assert record.finished is not None
+    assert record.state == ("error" if event is UploadStarted else "done")
+    assert seen == ["started", "finished"]
+
+
+
+@each_store()
+def test_stages_from_event_subscribers_are_kept_before_the_end_and_ignored_after(kind):
+    """A subscriber of ``UploadStarted`` may say a stage (the upload is
+    tracked then); one of ``UploadFinished`` comes after the record ended:
+    its stage neither raises nor changes the record."""
+
+    def read(request):
+        request.body_file.read()
+        return Response("ok")
+
+    settings = {"upload_progress.threshold": "0", **store_settings(kind)}
+    with Configurator(settings=settings) as config:
+        config.set_security_policy(HeaderSecurityPolicy())
+        config.include("pyramid_upload_progress")
+        config.add_subscriber(lambda e: e.request.upload_progress.stage("queued", 0, 1),
+                              UploadStarted)
+        config.add_subscriber(lambda e: e.request.upload_progress.stage("too late", 1, 1),
+                              UploadFinished)
+        config.add_route("read", "/read")
+        config.add_view(read, route_name="read")
+        app = config.make_wsgi_app()
+    response = serve_upload(app, b"q" * SIZE, "/read", headers=ALICE, query="X-Progress-ID=q1")
+    assert response.status_int == 200
+    record = store_of(app).get("q1", "alice")
+    assert (record.state, record.stage) == ("done", {"name": "queued", "done": 0, "total": 1})
