@@ -25,7 +25,7 @@ TOKEN_PARAM = "v"
 def client_token() -> str:
     """12 hex digits of the SHA-256 of the client's files."""
     digest = hashlib.sha256()
-    for path in sorted((Path(__file__).parent / "static").iterdir()):
+    for path in sorted(p for p in (Path(__file__).parent / "static").iterdir() if p.is_file()):
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:12]
 
