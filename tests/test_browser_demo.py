@@ -274,7 +274,7 @@ def test_front_end_code_written_for_nginx_drives_a_bar(browser):
     assert intermediate == sorted(intermediate)
 
 
-def test_a_buffering_proxy_shows_the_warning(browser, server, tmp_path):
+def test_a_buffering_proxy_shows_the_warning(browser, server, tmp_path, tmp_path_factory):
     upload_file = tmp_path / "buffered.bin"
     upload_file.write_bytes(bytes(2 * MiB))
     with ThrottlingProxy(server.port, rate=RATE, mode="buffering") as buffering:
@@ -289,6 +289,9 @@ def test_a_buffering_proxy_shows_the_warning(browser, server, tmp_path):
         assert "nginx" not in warning.text
         # While the server has seen nothing, the bar follows the browser's count.
         assert float(item["browserPercent"]) >= 50, item
+        screenshot = tmp_path_factory.mktemp("screenshots") / "buffering.png"
+        browser.save_screenshot(str(screenshot))
+        print(f"\nbuffering screenshot: {screenshot} (browser sent {item['browserPercent']} %)")
         # The proxy passes the body on only once it has all of it: on two
         # busy cores that may take a while.
         final = wait_for(browser, UPLOAD_ITEM, lambda i: i["outcome"] is not None,
