@@ -21,6 +21,7 @@ from pyramid.tweens import EXCVIEW, MAIN
 from zope.interface.exceptions import Invalid
 from zope.interface.verify import verifyObject
 
+from .client import add_client_views
 from .events import UploadFinished, UploadStarted
 from .interfaces import IUploadProgressStore
 from .policy import UploadProgressPolicy
@@ -115,8 +116,7 @@ def includeme(config: Configurator) -> None:
     prefix = (config.route_prefix or "").strip("/")
     report_path = f"/{prefix}{early['path']}" if prefix else early["path"]
     if early["client"]:
-        config.add_static_view(early["path"].rstrip("/") + "/static",
-                               "pyramid_upload_progress:static/")
+        add_client_views(config, early["path"])
 
     def configure() -> None:
         parsed = parse_settings(config.get_settings(), config.maybe_dotted, **early)

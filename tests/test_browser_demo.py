@@ -31,6 +31,7 @@ const item = document.querySelector('#uploads > li');
 return item && {id: item.dataset.uploadId, state: item.dataset.state,
   percent: item.dataset.percent, outcome: item.dataset.outcome,
   buffering: item.dataset.buffering, ending: item.dataset.ending,
+  browserPercent: item.dataset.browserPercent,
   stage: item.dataset.stage, stageText: item.querySelector('.stage').textContent,
   files: [...item.querySelectorAll('.file')].map((row) => ({
     name: row.querySelector('.file-name').textContent,
@@ -273,7 +274,7 @@ def test_front_end_code_written_for_nginx_drives_a_bar(browser):
     assert intermediate == sorted(intermediate)
 
 
-def test_a_buffering_proxy_shows_the_warning(browser, server, tmp_path):
+def test_a_buffering_proxy_shows_the_warning(browser, server, tmp_path, tmp_path_factory):
     upload_file = tmp_path / "buffered.bin"
     upload_file.write_bytes(bytes(2 * MiB))
     with ThrottlingProxy(server.port, rate=RATE, mode="buffering") as buffering:
@@ -282,12 +283,21 @@ def test_a_buffering_proxy_shows_the_warning(browser, server, tmp_path):
         start_upload(browser, upload_file)
         item = wait_for(browser, UPLOAD_ITEM, lambda i: i["buffering"] == "true")
         assert item["state"] in ("starting", "uploading")
-        assert browser.find_element("css selector", "#uploads > li .warning").is_displayed()
+        warning = browser.find_element("css selector", "#uploads > li .warning")
+        assert warning.is_displayed()
+        assert "has not seen the body yet: a proxy or the server is buffering it" in warning.text
+        assert "nginx" not in warning.text
+        # While the server has seen nothing, the bar follows the browser's count.
+        assert float(item["browserPercent"]) >= 50, item
+        screenshot = tmp_path_factory.mktemp("screenshots") / "buffering.png"
+        browser.save_screenshot(str(screenshot))
+        print(f"\nbuffering screenshot: {screenshot} (browser sent {item['browserPercent']} %)")
         # The proxy passes the body on only once it has all of it: on two
         # busy cores that may take a while.
         final = wait_for(browser, UPLOAD_ITEM, lambda i: i["outcome"] is not None,
                          timeout=45.0)
     assert final["outcome"] == "stored", final
     warnings = [entry["message"] for entry in browser.get_log("browser")
-                if "is buffering the body" in entry["message"]]
+                if "a proxy or the server is buffering it" in entry["message"]]
     assert len(warnings) == 1, warnings
+    assert "nginx" not in warnings[0]

@@ -97,7 +97,7 @@ def test_a_signed_in_user_gets_the_upload_page_importing_the_shipped_client(app)
     assert '<strong id="user">alice</strong>' in page.text
     importmap = re.search(r'<script type="importmap">(.*?)</script>', page.text)[1]
     assert CLIENT_URL in importmap
-    assert b"export function upload(" in app.get(CLIENT_URL).body
+    assert b"export const {" in app.get(CLIENT_URL).body
     assert "upload-progress.js" not in {p.name for p in (ROOT / "demo").rglob("*.js")}
 
 

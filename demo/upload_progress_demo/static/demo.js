@@ -56,9 +56,13 @@ function describeStage(up) {
 function showProgress(item, up, transfer) {
   const { bar, numbers, rows, stage, warning } = item.parts;
   item.dataset.state = up.state;
-  if (up.state === 'starting') {
-    bar.removeAttribute('value');
-    numbers.textContent = `waiting for the server… (browser sent ${formatBytes(transfer.sent)})`;
+  if (up.received === 0 && (up.state === 'starting' || up.state === 'uploading')) {
+    // The server has seen nothing yet: the bar follows the browser's count.
+    if (transfer.percent == null) bar.removeAttribute('value');
+    else bar.value = transfer.percent;
+    item.dataset.browserPercent = transfer.percent?.toFixed(1) ?? '';
+    numbers.textContent = `the server has not seen the body yet · your browser sent `
+      + `${formatBytes(transfer.sent)} of ${formatBytes(transfer.total)}`;
   } else {
     if (up.percent != null) {
       bar.value = up.percent;
@@ -133,9 +137,9 @@ function startUpload(chosen, list, options) {
     numbers: element('div', 'numbers', 'starting…'),
     rows,
     stage: element('div', 'stage'),
-    warning: element('div', 'warning', 'Your browser has sent the whole form, but the server '
-      + 'has received far less: something in front of it (a proxy) is buffering the upload, '
-      + 'so the bar can only jump at the end.'),
+    warning: element('div', 'warning', 'Your browser has sent most of the form, but the server '
+      + 'has not seen the body yet: a proxy or the server is buffering it. The bar shows what '
+      + 'your browser has sent until the server has it all.'),
     result: element('div', 'result'),
   };
   item.parts.bar.max = 100;
@@ -200,5 +204,11 @@ if (section) {
     form.reset();
   });
   const tbody = document.getElementById('my-uploads');
-  watchUploads((uploads) => showMine(tbody, uploads), { ...options, interval: 700 });
+  watchUploads((uploads) => showMine(tbody, uploads), { ...options, interval: 700 }).done
+    .catch((error) => {
+      const row = element('tr');
+      row.append(element('td', null, `The listing stopped: ${error.message}.`));
+      row.firstChild.colSpan = 5;
+      tbody.replaceChildren(row);
+    });
 }
