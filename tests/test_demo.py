@@ -217,6 +217,14 @@ def test_development_ini_serves_with_gunicorn_gthread_on_the_readmes_port():
     assert "http://127.0.0.1:6543/" in (ROOT / "README.rst").read_text()
 
 
+def test_development_ini_serves_windows_with_the_waitress_runner_on_the_same_port():
+    server = dict(ini().items("server:waitress"))
+    assert server["use"] == "egg:pyramid_upload_progress#waitress"
+    assert server["listen"] == "127.0.0.1:6543"
+    assert "pserve demo\\development.ini --server-name waitress" in (
+        ROOT / "docs" / "demo.rst").read_text()
+
+
 def test_production_ini_runs_several_workers_on_the_redis_store():
     production = ini("production.ini")
     assert production.get("app:main", "upload_progress.store") == "redis"

@@ -115,3 +115,15 @@ def test_the_complete_page_example_serves_its_page_and_takes_an_upload():
     assert app.post("/upload?X-Progress-ID=page-1", b"x" * 200_000).json == {"received": 200_000}
     upload = app.get("/upload-progress?X-Progress-ID=page-1").json
     assert (upload["state"], upload["received"]) == ("done", 200_000)
+
+
+def test_the_quick_start_changes_two_lines_of_the_starters_ini_and_keeps_port_6543():
+    quickstart = (DOCS / "quickstart.rst").read_text()
+    diff = quickstart.split(".. code-block:: diff", 1)[1].split("\n\n", 2)[1]
+    changed = [line.strip() for line in diff.splitlines()
+               if line.strip()[:1] in ("+", "-") and not line.strip().startswith(("+++", "---"))]
+    assert changed == ["+    pyramid_upload_progress", "-use = egg:waitress#main",
+                       "+use = egg:pyramid_upload_progress#waitress"]
+    assert "listen = localhost:6543" in diff
+    assert "    bind = localhost:6543\n    worker_class = gthread" in quickstart
+    assert "pip install -e ." in quickstart and "Windows" in quickstart
