@@ -320,3 +320,33 @@ def test_as_development_ini_serves_it_the_bar_moves_on_localhost_without_throttl
     assert len(set(intermediate)) >= 5, seen
     assert intermediate == sorted(intermediate)
     assert final["outcome"] == "stored", final
+
+
+def test_throttling_as_the_docs_say_moves_the_bar_of_an_app_that_reads_at_full_speed(
+        browser, proxy, tmp_path, tmp_path_factory):
+    """The quick start's advice for your own app: the developer tools'
+    network throttling (the same setting through the DevTools protocol)
+    slows the upload itself; the demo reads at full speed here."""
+    upload_file = make_file(tmp_path, "throttled.bin", 3 * MiB)
+    settings = {"demo.upload_dir": str(tmp_path_factory.mktemp("uploads")),
+                "demo.read_rate": "off"}
+    with serve("gunicorn", "tests.demo_app:wsgi_app()",
+               env={"UPLOAD_DEMO_SETTINGS": json.dumps(settings)}) as direct:
+        browser.execute_cdp_cmd("Network.enable", {})
+        browser.execute_cdp_cmd("Network.emulateNetworkConditions", {
+            "offline": False, "latency": 0, "downloadThroughput": -1,
+            "uploadThroughput": RATE})
+        try:
+            browser.get(direct.url + "/")
+            start_upload(browser, upload_file)
+            seen = []
+            final = percents_until(browser, lambda i: i["outcome"] is not None, seen)
+        finally:
+            browser.execute_cdp_cmd("Network.emulateNetworkConditions", {
+                "offline": False, "latency": 0, "downloadThroughput": -1,
+                "uploadThroughput": -1})
+            browser.get(proxy.url + "/")
+    intermediate = [p for p in seen if 0 < p < 100]
+    assert len(set(intermediate)) >= 3, seen
+    assert intermediate == sorted(intermediate)
+    assert final["outcome"] == "stored", final
