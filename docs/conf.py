@@ -40,4 +40,4 @@ try:  # the Pylons projects' theme (the docs extra), else Sphinx's own "pyramid"
 except ImportError:
     pass
 html_theme = "pyramid"
-html_static_path: list[str] = []
+html_static_path = ["_static"]

@@ -1,7 +1,9 @@
 """The demo in a real browser: the bars move while the files go up.
 
 Headless Chromium loads the demo, served by gunicorn (gthread) behind a
-proxy that slows uploads down to ``RATE``. chromedriver waits for every
+proxy that slows uploads down to ``RATE``; and, as a newcomer runs it,
+served directly with development.ini's ``demo.read_rate``, no throttling
+anywhere else. chromedriver waits for every
 navigation, so the uploads are XHRs started by the page (as the shipped
 client does them: one multipart form of the chosen files) and the test
 reads the page while they run.
@@ -47,7 +49,8 @@ return row && {state: row.dataset.state, received: Number(row.dataset.received)}
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     settings = {"demo.upload_dir": str(tmp_path_factory.mktemp("uploads")),
-                "demo.processing_delay": str(PROCESSING_DELAY)}
+                "demo.processing_delay": str(PROCESSING_DELAY),
+                "demo.read_rate": "off"}  # the proxy sets the pace
     with serve("gunicorn", "tests.demo_app:wsgi_app()",
                env={"UPLOAD_DEMO_SETTINGS": json.dumps(settings)}) as running:
         yield running
@@ -301,3 +304,59 @@ def test_a_buffering_proxy_shows_the_warning(browser, server, tmp_path, tmp_path
                 if "a proxy or the server is buffering it" in entry["message"]]
     assert len(warnings) == 1, warnings
     assert "nginx" not in warnings[0]
+
+
+def test_as_development_ini_serves_it_the_bar_moves_on_localhost_without_throttling(
+        browser, proxy, tmp_path, tmp_path_factory):
+    """No proxy, no throttling in the browser: only the demo's own
+    ``demo.read_rate = 2MiB`` of development.ini."""
+    upload_file = make_file(tmp_path, "holiday-video.bin", SIZE)
+    settings = {"demo.upload_dir": str(tmp_path_factory.mktemp("uploads"))}
+    with serve("gunicorn", "tests.demo_app:wsgi_app()",
+               env={"UPLOAD_DEMO_SETTINGS": json.dumps(settings)}) as direct:
+        try:
+            browser.get(direct.url + "/")  # the session cookie is the proxy's: same host
+            assert browser.find_element("id", "user").text == "alice"
+            start_upload(browser, upload_file)
+            seen = []
+            percents_until(browser, lambda i: float(i["percent"] or 0) >= 40, seen)
+            screenshot = tmp_path_factory.mktemp("screenshots") / "localhost-mid-upload.png"
+            browser.save_screenshot(str(screenshot))
+            print(f"\nmid-upload screenshot, no throttling: {screenshot} (bar at {seen[-1]} %)")
+            final = percents_until(browser, lambda i: i["outcome"] is not None, seen)
+        finally:
+            browser.get(proxy.url + "/")
+    intermediate = [p for p in seen if 0 < p < 100]
+    assert len(set(intermediate)) >= 5, seen
+    assert intermediate == sorted(intermediate)
+    assert final["outcome"] == "stored", final
+
+
+def test_throttling_as_the_docs_say_moves_the_bar_of_an_app_that_reads_at_full_speed(
+        browser, proxy, tmp_path, tmp_path_factory):
+    """The quick start's advice for your own app: the developer tools'
+    network throttling (the same setting through the DevTools protocol)
+    slows the upload itself; the demo reads at full speed here."""
+    upload_file = make_file(tmp_path, "throttled.bin", 3 * MiB)
+    settings = {"demo.upload_dir": str(tmp_path_factory.mktemp("uploads")),
+                "demo.read_rate": "off"}
+    with serve("gunicorn", "tests.demo_app:wsgi_app()",
+               env={"UPLOAD_DEMO_SETTINGS": json.dumps(settings)}) as direct:
+        browser.execute_cdp_cmd("Network.enable", {})
+        browser.execute_cdp_cmd("Network.emulateNetworkConditions", {
+            "offline": False, "latency": 0, "downloadThroughput": -1,
+            "uploadThroughput": RATE})
+        try:
+            browser.get(direct.url + "/")
+            start_upload(browser, upload_file)
+            seen = []
+            final = percents_until(browser, lambda i: i["outcome"] is not None, seen)
+        finally:
+            browser.execute_cdp_cmd("Network.emulateNetworkConditions", {
+                "offline": False, "latency": 0, "downloadThroughput": -1,
+                "uploadThroughput": -1})
+            browser.get(proxy.url + "/")
+    intermediate = [p for p in seen if 0 < p < 100]
+    assert len(set(intermediate)) >= 3, seen
+    assert intermediate == sorted(intermediate)
+    assert final["outcome"] == "stored", final

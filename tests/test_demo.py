@@ -1,7 +1,11 @@
 """The demo app's views, through WebTest; and its .ini files."""
 import hashlib
+import http.client
 import io
+import json
 import re
+import time
+import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -9,9 +13,13 @@ import webtest
 from pyramid.exceptions import ConfigurationError
 
 from tests.demo_app import ini, make_app
+from tests.e2e.client import UploadThread, get_json
+from tests.e2e.servers import serve
+from upload_progress_demo.throttle import ThrottledInput, parse_rate
 
 ROOT = Path(__file__).resolve().parent.parent
 CLIENT_URL = "http://localhost/upload-progress/static/upload-progress.js"
+MiB = 1024 * 1024
 
 
 class RecordingInput:
@@ -209,6 +217,14 @@ def test_development_ini_serves_with_gunicorn_gthread_on_the_readmes_port():
     assert "http://127.0.0.1:6543/" in (ROOT / "README.rst").read_text()
 
 
+def test_development_ini_serves_windows_with_the_waitress_runner_on_the_same_port():
+    server = dict(ini().items("server:waitress"))
+    assert server["use"] == "egg:pyramid_upload_progress#waitress"
+    assert server["listen"] == "127.0.0.1:6543"
+    assert "pserve demo\\development.ini --server-name waitress" in (
+        ROOT / "docs" / "demo.rst").read_text()
+
+
 def test_production_ini_runs_several_workers_on_the_redis_store():
     production = ini("production.ini")
     assert production.get("app:main", "upload_progress.store") == "redis"
@@ -222,3 +238,108 @@ def test_the_readme_starts_the_demo_with_development_ini_in_one_command():
                  if line.strip().startswith("python3 -m venv") and "pserve" in line]
     assert "-e '.[demo]' -e ./demo" in command
     assert command.endswith("pserve demo/development.ini")
+
+
+@pytest.mark.parametrize("text, rate", [
+    ("2MiB", 2 * 1024 * 1024), ("512 KiB", 512 * 1024), ("1.5MiB", 3 * 512 * 1024),
+    ("3MB", 3_000_000), ("100kB", 100_000), ("65536", 65536), ("1GiB", 1 << 30),
+    ("0", 0), ("", 0), ("off", 0)])
+def test_the_read_rate_is_parsed_with_its_unit(text, rate):
+    assert parse_rate(text) == rate
+
+
+@pytest.mark.parametrize("text", ["fast", "-1MiB", "2 MiB/s", "2Mib", "nan"])
+def test_a_bad_read_rate_stops_the_demo_naming_it(text):
+    with pytest.raises(ConfigurationError, match=f"demo.read_rate = '{re.escape(text)}'"):
+        make_app(**{"demo.read_rate": text})
+
+
+def test_development_ini_reads_uploads_at_2_mib_a_second_and_production_ini_at_full_speed():
+    assert ini().get("app:main", "demo.read_rate") == "2MiB"
+    assert ini("production.ini").get("app:main", "demo.read_rate", fallback="0") in ("0", "off")
+
+
+class Clock:
+    """A clock that only sleeping moves."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def sleep(self, seconds):
+        assert seconds > 0
+        self.now += seconds
+
+
+@pytest.mark.parametrize("how", ["read", "read-all", "readline", "iterate"])
+def test_the_throttled_input_gives_every_byte_no_faster_than_the_rate(how):
+    body = b"".join(b"line %d\n" % n for n in range(20000))  # ~150 kB
+    clock = Clock()
+    throttled = ThrottledInput(io.BytesIO(body), 50_000, clock=lambda: clock.now, sleep=clock.sleep)
+    if how == "read":
+        got = b"".join(iter(lambda: throttled.read(65536), b""))
+    elif how == "read-all":
+        got = throttled.read()
+    elif how == "readline":
+        got = b"".join(iter(throttled.readline, b""))
+    else:
+        got = b"".join(throttled)
+    assert got == body
+    # the last piece is read without a wait: all but one piece is paid for
+    assert len(body) / 50_000 - 0.1 <= clock.now <= len(body) / 50_000 + 0.01
+
+
+def sign_in_over_http(port):
+    """alice's session cookie and CSRF token, signed in over a real socket."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request("GET", "/")
+        page = connection.getresponse()
+        text = page.read().decode()
+        cookie = page.getheader("Set-Cookie").split(";")[0]
+        token = re.search(r'<meta name="csrf-token" content="([^"]+)"', text)[1]
+        form = urllib.parse.urlencode({"name": "alice", "password": "alice", "csrf_token": token})
+        connection.request("POST", "/login", form, {
+            "Cookie": cookie, "Content-Type": "application/x-www-form-urlencoded"})
+        signed_in = connection.getresponse()
+        signed_in.read()
+        assert signed_in.status == 303
+        cookie = signed_in.getheader("Set-Cookie").split(";")[0]
+        connection.request("GET", "/", headers={"Cookie": cookie})
+        page = connection.getresponse()  # a new CSRF token, in a new cookie
+        token = re.search(r'<meta name="csrf-token" content="([^"]+)"', page.read().decode())[1]
+        return page.getheader("Set-Cookie", cookie).split(";")[0], token
+    finally:
+        connection.close()
+
+
+@pytest.mark.e2e
+def test_on_loopback_the_demo_as_configured_shows_the_upload_rising(tmp_path):
+    """development.ini's demo.read_rate: polls see the bar move although the
+    client sends the whole body at once over loopback."""
+    size = 3 * MiB
+    settings = {"demo.upload_dir": str(tmp_path), "demo.processing_delay": "0"}
+    with serve("gunicorn", "tests.demo_app:wsgi_app()",
+               env={"UPLOAD_DEMO_SETTINGS": json.dumps(settings)}) as server:
+        cookie, token = sign_in_over_http(server.port)
+        headers = {"Cookie": cookie}
+        upload = UploadThread(server.port, "/upload?X-Progress-ID=rising-1", size=size,
+                              chunk=size, delay=0, multipart="files",
+                              headers={**headers, "X-CSRF-Token": token})
+        started = time.monotonic()
+        upload.start()
+        seen = []
+        while upload.is_alive() and time.monotonic() - started < 30:
+            status, _, record = get_json(server.port, "/upload-progress?X-Progress-ID=rising-1",
+                                         headers)
+            assert status == 200
+            if record["state"] == "uploading" and record["received"] < record["size"]:
+                seen.append(record["received"])
+            time.sleep(0.1)
+        response = upload.join_result()
+        took = time.monotonic() - started
+    print(f"\npolls while a {size} B form went up in {took:.2f} s on loopback: {seen}")
+    assert response.status == 200, response.body
+    assert response.json()["received"] == size
+    assert len(set(seen)) >= 5, seen
+    assert seen == sorted(seen)
+    assert took >= size / (2 * MiB) * 0.9

@@ -69,3 +69,61 @@ def test_the_settings_page_fails_on_drift_and_a_missing_store_shows_a_note(tmp_p
     assert "IMPORTED-MARK" in page
     assert "NOT-SHOWN-MARK" not in page
     assert "no_such_module_of_ours" in page and "does not in this one" in page
+
+
+def test_a_python_example_that_no_test_runs_fails_the_build(tmp_path):
+    source = tmp_path / "docs"
+    (source / "examples").mkdir(parents=True)
+    (source / "examples" / "imported.py").write_text("ANSWER = 42\n")
+    (source / "conf.py").write_text(
+        f"import sys\nsys.path.insert(0, {str(DOCS / '_ext')!r})\n"
+        "extensions = ['sphinx.ext.doctest', 'upload_progress_docs']\n")
+    (source / "index.rst").write_text(
+        "Examples\n========\n\n"
+        ".. testcode::\n\n   print('run by -b doctest')\n\n"
+        ".. testoutput::\n\n   run by -b doctest\n\n"
+        ".. doctest::\n\n   >>> 6 * 7\n   42\n\n"
+        ".. literalinclude:: examples/imported.py\n   :language: python\n\n"
+        ".. code-block:: javascript\n\n   upload(url, body);\n\n"
+        ".. code-block:: python\n\n   new_random_token()  # never run\n")
+    build = sphinx_build("html", source, tmp_path / "html")
+    assert build.returncode != 0
+    [warning] = [line for line in build.stderr.splitlines() if "WARNING" in line]
+    assert "index.rst:24: WARNING: a Python example that no test runs" in warning
+    fixed = (source / "index.rst").read_text().replace(".. code-block:: python", ".. testcode::")
+    (source / "index.rst").write_text(fixed)
+    assert sphinx_build("html", source, tmp_path / "fixed").returncode == 0
+
+
+def test_every_example_file_is_imported_by_a_test():
+    tests = "".join(path.read_text() for path in (ROOT / "tests").glob("test_*.py"))
+    for example in (DOCS / "examples").glob("*.py"):
+        assert f"from {example.stem} import" in tests or f"import {example.stem}" in tests, example
+
+
+def test_the_complete_page_example_serves_its_page_and_takes_an_upload():
+    import webtest
+    sys.path.insert(0, str(DOCS / "examples"))
+    try:
+        from upload_page import main
+    finally:
+        sys.path.remove(str(DOCS / "examples"))
+    app = webtest.TestApp(main({}))
+    page = app.get("/").text
+    assert "import { upload } from 'http://localhost/upload-progress/static/upload-progress.js';" in page
+    assert b"export function upload(" in app.get("/upload-progress/static/upload-progress.js").body
+    assert app.post("/upload?X-Progress-ID=page-1", b"x" * 200_000).json == {"received": 200_000}
+    upload = app.get("/upload-progress?X-Progress-ID=page-1").json
+    assert (upload["state"], upload["received"]) == ("done", 200_000)
+
+
+def test_the_quick_start_changes_two_lines_of_the_starters_ini_and_keeps_port_6543():
+    quickstart = (DOCS / "quickstart.rst").read_text()
+    diff = quickstart.split(".. code-block:: diff", 1)[1].split("\n\n", 2)[1]
+    changed = [line.strip() for line in diff.splitlines()
+               if line.strip()[:1] in ("+", "-") and not line.strip().startswith(("+++", "---"))]
+    assert changed == ["+    pyramid_upload_progress", "-use = egg:waitress#main",
+                       "+use = egg:pyramid_upload_progress#waitress"]
+    assert "listen = localhost:6543" in diff
+    assert "    bind = localhost:6543\n    worker_class = gthread" in quickstart
+    assert "pip install -e ." in quickstart and "Windows" in quickstart

@@ -9,7 +9,11 @@ Settings of its own, besides ``upload_progress.*``:
 - ``demo.upload_dir``: where each uploaded file is "stored" once the form
   is in (default: the system's temporary directory); deleted at once;
 - ``demo.processing_delay``: seconds each processing step of each file
-  waits (default 0), so that the stages after the body can be watched.
+  waits (default 0), so that the stages after the body can be watched;
+- ``demo.read_rate``: bytes a second at which request bodies are read, with
+  a unit (``2MiB``, ``500KiB``, ``1MB``); ``0`` or ``off`` (the default)
+  for full speed. On localhost an upload is otherwise over before the bar
+  can move.
 """
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ from pyramid.exceptions import ConfigurationError
 from pyramid.session import SignedCookieSessionFactory
 
 from .security import DemoSecurityPolicy, parse_users
+from .throttle import ReadRate, parse_rate
 
 
 def main(global_config, **settings):
@@ -29,6 +34,7 @@ def main(global_config, **settings):
         raise ConfigurationError("demo.secret: set a secret to sign session cookies")
     number("demo.max_upload_size", int, 64 << 20, settings, "bytes")
     number("demo.processing_delay", float, 0.0, settings, "seconds")
+    number("demo.read_rate", parse_rate, "0", settings, "bytes a second, such as 2MiB, or off")
     settings["demo.upload_dir"] = settings.get("demo.upload_dir") or tempfile.gettempdir()
     settings.setdefault("demo.users", "alice:alice bob:bob")
     users = parse_users(settings["demo.users"])
@@ -44,7 +50,9 @@ def main(global_config, **settings):
         config.add_route("logout", "/logout")
         config.add_route("upload", "/upload")
         config.scan(".views")
-        return config.make_wsgi_app()
+        app = config.make_wsgi_app()
+    rate = settings["demo.read_rate"]
+    return ReadRate(app, rate) if rate else app
 
 
 def number(name, parse, default, settings, unit) -> None:

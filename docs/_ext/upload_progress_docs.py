@@ -1,4 +1,4 @@
-"""Two directives that keep the documentation true to the code.
+"""Two directives and a check that keep the documentation true to the code.
 
 ``.. upload-progress-settings::`` writes the settings, one entry each, from
 :data:`pyramid_upload_progress.settings.SETTINGS`: names, order and
@@ -9,13 +9,20 @@ without a meaning, or a meaning of no setting, fails the build.
 ``.. if-importable:: dotted.module`` renders its content when the module
 imports, and otherwise a note saying that it does not here: the API of a
 store whose library (redis-py) is not installed.
+
+Every Python example runs: a Python code block must be a ``testcode`` or
+``doctest`` block (``-b doctest`` runs it), or a ``literalinclude`` of a
+file under ``docs/examples/`` or ``tests/`` (the test suite imports it). Any
+other Python block is a warning naming it, which ``-W`` makes an error.
 """
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 
 from docutils import nodes
 from docutils.statemachine import StringList
+from sphinx.util import logging
 from sphinx.util.docutils import SphinxDirective
 
 from pyramid_upload_progress.settings import INCLUDE_TIME, PREFIX, SETTINGS
@@ -89,7 +96,28 @@ class IfImportable(SphinxDirective):
         return container.children
 
 
+PYTHON = {"python", "python3", "py", "py3", "pycon"}
+RUN_BY_TESTS = ("docs/examples", "tests")  # folders of the repository that tests import
+logger = logging.getLogger(__name__)
+
+
+def check_python_examples(app, doctree: nodes.document) -> None:
+    """Warn of each Python example that no test runs."""
+    root = Path(app.srcdir).resolve().parent
+    folders = [root / folder for folder in RUN_BY_TESTS]
+    for block in doctree.findall(nodes.literal_block):
+        if block.get("language") not in PYTHON or "testnodetype" in block:
+            continue
+        included = block.get("source")  # a literalinclude's file
+        if included and any(Path(included).resolve().is_relative_to(f) for f in folders):
+            continue
+        logger.warning("a Python example that no test runs: make it a testcode or doctest "
+                       "block, or literalinclude it from docs/examples/ (which a test imports)",
+                       location=block)
+
+
 def setup(app):
     app.add_directive("upload-progress-settings", SettingsTable)
     app.add_directive("if-importable", IfImportable)
+    app.connect("doctree-read", check_python_examples)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
