@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import logging
+import sys
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -51,7 +52,7 @@ class UploadProgressPolicy:
         self._owner = settings.owner
         self._interval = settings.update_interval if store.throttled else None
         self._buffering_seen = False
-        self._warn_per_process = per_process
+        self._warn_memory_store = per_process
 
     def __call__(self, environ: dict[str, Any], router: Any) -> Any:
         if not environ.get("CONTENT_LENGTH") and "HTTP_TRANSFER_ENCODING" not in environ:
@@ -97,14 +98,8 @@ class UploadProgressPolicy:
             return None
         if not self._buffering_seen:
             self._warn_if_buffered(environ)
-        if self._warn_per_process and environ.get("wsgi.multiprocess"):
-            self._warn_per_process = False
-            log.warning(
-                "upload progress: the server runs several processes, and the "
-                "memory store keeps each one's uploads to itself: a poll that "
-                "reaches another process answers 'starting'. Use "
-                "upload_progress.store = sqlite (one host) or redis (several "
-                "hosts).")
+        if self._warn_memory_store:
+            self._warn_if_polls_miss_memory_store(environ)
         upload = TrackedUpload(
             self._store, self._health, environ["wsgi.input"], upload_id,
             _request_path(environ), size,
@@ -122,11 +117,33 @@ class UploadProgressPolicy:
         environ[ENVIRON_KEY] = upload
         return upload
 
+    def _warn_if_polls_miss_memory_store(self, environ: dict[str, Any]) -> None:
+        """Log once if the polls of an upload cannot reach the memory store
+        that holds it while it arrives: they go to another process, or this
+        process serves one request at a time."""
+        if environ.get("wsgi.multiprocess"):
+            self._warn_memory_store = False
+            log.warning(
+                "upload progress: the server runs several processes, and the "
+                "memory store keeps each one's uploads to itself: a poll that "
+                "reaches another process answers 'starting'. Use "
+                "upload_progress.store = sqlite (one host) or redis (several "
+                "hosts).")
+        elif _serves_one_request_at_a_time(environ):
+            self._warn_memory_store = False
+            log.warning(
+                "upload progress: the server serves one request at a time "
+                "(%s), and the memory store keeps this process's uploads to "
+                "itself: the polls of an upload wait until it has ended. Give "
+                "the server threads (gunicorn: worker_class = gthread; uWSGI: "
+                "threads), or run several processes with upload_progress.store "
+                "= sqlite or redis.", _server_name(environ))
+
     def _warn_if_buffered(self, environ: dict[str, Any]) -> None:
         """Log once if the server evidently read the whole body already."""
         if environ.get("paste.testing"):
             return
-        server = str(environ.get("SERVER_SOFTWARE", ""))
+        server = _server_name(environ)
         if (server.lower().startswith("waitress")
                 or isinstance(environ.get("wsgi.input"), _BUFFERED_INPUTS)
                 or environ.get("webob.is_body_seekable")):
@@ -137,8 +154,28 @@ class UploadProgressPolicy:
                 "'starting' until the last byte, then 'done'. Serve the app "
                 "with a server that streams request bodies (gunicorn with "
                 "gthread workers, cheroot), and turn off request buffering in "
-                "front of it (nginx: proxy_request_buffering off;).",
-                server or "unknown")
+                "front of it (nginx: proxy_request_buffering off;).", server)
+
+
+def _serves_one_request_at_a_time(environ: dict[str, Any]) -> bool:
+    """Whether the server is known to serve one request at a time in this
+    process: gunicorn's sync worker (its other workers say
+    ``wsgi.multithread``), or uWSGI with one core (one thread, no async).
+    Other servers' flags are not trusted for this: gevent's pywsgi says
+    neither multithread nor multiprocess and serves many requests at once."""
+    if environ.get("wsgi.multithread") or environ.get("paste.testing"):
+        return False
+    if "uwsgi.version" in environ:
+        return getattr(sys.modules.get("uwsgi"), "cores", 0) == 1
+    return str(environ.get("SERVER_SOFTWARE", "")).startswith("gunicorn")
+
+
+def _server_name(environ: dict[str, Any]) -> str:
+    """The server's name and version, as its environ tells them."""
+    version = environ.get("uwsgi.version")
+    if version is not None:
+        return "uWSGI " + (version.decode("latin-1") if isinstance(version, bytes) else version)
+    return str(environ.get("SERVER_SOFTWARE", "")) or "unknown"
 
 
 def _request_path(environ: dict[str, Any]) -> str:

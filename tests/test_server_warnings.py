@@ -1,0 +1,66 @@
+"""What the add-on tells from a server's environ: when progress cannot be
+seen there (a warning, once), and when a body never reached the app (the
+record ends ``error``). The same facts on the real servers are in
+``tests/test_servers_more.py``; here each environ is built by hand, as
+gunicorn's sync worker and uWSGI 2.0.31 give it."""
+from __future__ import annotations
+
+import logging
+import sys
+from types import SimpleNamespace
+
+import pytest
+
+from pyramid_upload_progress import IUploadProgressStore, render_upload
+
+from .test_functional import make_app, wsgi_call
+
+GUNICORN_SYNC = {"SERVER_SOFTWARE": "gunicorn/27.0.1", "wsgi.multithread": False,
+                 "wsgi.multiprocess": False}
+UWSGI = {"uwsgi.version": b"2.0.31", "wsgi.multithread": False, "wsgi.multiprocess": False}
+ONE_AT_A_TIME = "serves one request at a time"
+BUFFERED = "read the whole request body"
+
+
+def warnings_after(caplog, uploads, **environ):
+    """The add-on's warnings after ``uploads`` tracked uploads with ``environ``."""
+    app = make_app()
+    with caplog.at_level(logging.WARNING, logger="pyramid_upload_progress"):
+        for n in range(uploads):
+            wsgi_call(app, b"x" * 5000, query=f"X-Progress-ID=s{n}", **environ)[1].close()
+    return [record.getMessage() for record in caplog.records]
+
+
+@pytest.fixture
+def uwsgi_module(monkeypatch):
+    """The ``uwsgi`` module uWSGI gives the app: ``cores`` and ``opt``."""
+    module = SimpleNamespace(cores=1, opt={"http-socket": b"127.0.0.1:8080"})
+    monkeypatch.setitem(sys.modules, "uwsgi", module)
+    return module
+
+
+def test_gunicorns_sync_worker_with_the_memory_store_is_warned_about_once(caplog):
+    [warning] = [m for m in warnings_after(caplog, 3, **GUNICORN_SYNC) if ONE_AT_A_TIME in m]
+    assert "gunicorn/27.0.1" in warning and "gthread" in warning
+
+
+def test_gunicorns_threaded_worker_is_not_warned_about(caplog):
+    messages = warnings_after(caplog, 1, **{**GUNICORN_SYNC, "wsgi.multithread": True})
+    assert not [m for m in messages if ONE_AT_A_TIME in m]
+
+
+def test_a_server_that_says_no_threads_is_not_taken_at_its_word(caplog):
+    """gevent's pywsgi says neither multithread nor multiprocess, and
+    serves many requests at once."""
+    messages = warnings_after(caplog, 1, **{**GUNICORN_SYNC, "SERVER_SOFTWARE": "gevent/24.2"})
+    assert not [m for m in messages if ONE_AT_A_TIME in m]
+
+
+def test_uwsgi_with_one_core_is_warned_about(caplog, uwsgi_module):
+    [warning] = [m for m in warnings_after(caplog, 2, **UWSGI) if ONE_AT_A_TIME in m]
+    assert "uWSGI 2.0.31" in warning
+
+
+def test_uwsgi_with_async_cores_is_not_warned_about(caplog, uwsgi_module):
+    uwsgi_module.cores = 100  # --gevent 100: one thread, many requests at once
+    assert not [m for m in warnings_after(caplog, 1, **UWSGI) if ONE_AT_A_TIME in m]

@@ -1,0 +1,160 @@
+"""The server matrix of the deployment page: every other server our users run.
+
+Each test is one row of the table in ``docs/deployment.rst``, measured one
+way: an upload of ``SIZE`` bytes sent at ``RATE`` bytes per second while the
+report view is polled every ``POLL`` seconds over other connections; a row
+says "progress while it arrives" when the polls answered during the upload
+saw ``received`` rise through several distinct values between 0 and the
+size (``steps``).
+
+The servers are real, started on loopback ports (``tests/e2e/more_servers.py``):
+gunicorn's sync worker, uWSGI (``pip install uwsgi``), Apache with mod_wsgi
+(``mod_wsgi-express``, Debian's ``apache2-bin`` and ``apache2-dev``), nginx
+with its upload-progress module. Under ``CI`` a server that is missing fails
+its tests; elsewhere they skip.
+"""
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from tests.e2e import more_servers
+from tests.e2e.client import ALICE, Response, UploadThread, get_json, payload
+
+pytestmark = pytest.mark.e2e
+
+APP = "tests.plain_app:app"
+SIZE = 16 * 1024 * 1024
+CHUNK = 256 * 1024
+RATE = 5 * 1024 * 1024
+"""16 MiB at 5 MiB/s: the body takes about 3.2 s to arrive."""
+POLL = 0.2
+#: Distinct rising values a row needs to say "progress while it arrives".
+STEPS = 5
+
+
+def require(server: str) -> None:
+    """Fail under CI, skip elsewhere, when ``server`` cannot run here."""
+    reason = more_servers.missing(server)
+    if reason is None:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"{server} is required under CI: {reason}")
+    pytest.skip(reason)
+
+
+def settings(**values: Any) -> dict[str, str]:
+    """The environment that gives ``tests.plain_app`` these settings."""
+    return {"UPLOAD_PROGRESS_SETTINGS": json.dumps(
+        {f"upload_progress.{name}": value for name, value in values.items()})}
+
+
+@dataclass
+class Watched:
+    """What the polls saw of one upload while it was arriving, and how the
+    upload ended for its client."""
+
+    answers: list[dict[str, Any]] = field(default_factory=list)
+    """Every poll answered before the client had sent its last byte."""
+    late: int = 0
+    """Polls sent during the upload but answered after its last byte."""
+    response: Response | None = None
+    failure: OSError | None = None
+    """What the client's request failed with, if it did."""
+
+    @property
+    def steps(self) -> list[int]:
+        """The distinct values of ``received`` strictly between 0 and the
+        size that the polls saw while the body was arriving, in order."""
+        seen: list[int] = []
+        for answer in self.answers:
+            received = answer.get("received", 0)
+            if 0 < received < SIZE and received not in seen:
+                seen.append(received)
+        return seen
+
+
+def watch(port: int, path: str, *, report: str = "/upload-progress",
+          chunked: bool = False) -> tuple[Watched, str]:
+    """Upload ``SIZE`` bytes to ``path`` at ``RATE`` with a fresh upload id
+    while polling ``report`` with it every ``POLL`` s; return what the polls
+    saw and the id."""
+    upload_id = uuid.uuid4().hex
+    thread = UploadThread(port, f"{path}?X-Progress-ID={upload_id}", size=SIZE, chunk=CHUNK,
+                          delay=CHUNK / RATE, chunked=chunked, headers=ALICE)
+    watched = Watched()
+    stop = threading.Event()
+
+    def poll() -> None:
+        while not stop.is_set():
+            asked = time.monotonic()
+            try:
+                _, _, answer = get_json(port, f"{report}?X-Progress-ID={upload_id}", ALICE,
+                                        timeout=30)
+            except (OSError, ValueError):
+                answer = None
+            if stop.is_set() or thread.sent >= SIZE:
+                watched.late += 1
+            elif answer is not None:
+                watched.answers.append(answer)
+            stop.wait(max(0.0, POLL - (time.monotonic() - asked)))
+
+    poller = threading.Thread(target=poll, daemon=True)
+    thread.start()
+    poller.start()
+    try:
+        watched.response = thread.join_result(timeout=60)
+    except OSError as exc:
+        watched.failure = exc
+    finally:
+        stop.set()
+        poller.join(35)
+    return watched, upload_id
+
+
+def ended(port: int, upload_id: str, report: str = "/upload-progress",
+          timeout: float = 10.0) -> dict[str, Any]:
+    """The upload's answer once it has ended (bounded wait)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        _, _, answer = get_json(port, f"{report}?X-Progress-ID={upload_id}", ALICE)
+        if answer["state"] in ("done", "error") or time.monotonic() > deadline:
+            return answer
+        time.sleep(0.05)
+
+
+def assert_progress_while_arriving(watched: Watched) -> None:
+    """The row says "yes": polls saw ``received`` rise in steps, and the
+    body reached the app whole."""
+    assert len(watched.steps) >= STEPS, watched
+    assert watched.steps == sorted(watched.steps)
+    assert watched.response is not None and watched.response.status == 200, watched
+    assert watched.response.json()["read"] == SIZE
+
+
+# gunicorn's sync worker: one request at a time per process.
+
+def test_gunicorn_sync_two_workers_sqlite_show_progress_while_arriving(tmp_path):
+    with more_servers.gunicorn_sync(APP, workers=2, env=settings(
+            store="sqlite", **{"sqlite.path": str(tmp_path / "progress.sqlite3")})) as server:
+        watched, upload_id = watch(server.port, "/upload")
+        assert_progress_while_arriving(watched)
+        assert ended(server.port, upload_id)["state"] == "done"
+
+
+def test_gunicorn_sync_one_worker_memory_store_polls_wait_behind_the_upload():
+    with more_servers.gunicorn_sync(APP, workers=1, env=settings()) as server:
+        watched, upload_id = watch(server.port, "/upload")
+        # A poll may come before the upload does; none during it.
+        assert {answer["state"] for answer in watched.answers} <= {"starting"}, watched
+        assert watched.late >= 1, watched
+        assert watched.response is not None and watched.response.status == 200
+        assert ended(server.port, upload_id)["state"] == "done"
+        assert server.output().count("serves one request at a time") == 1, server.output()
