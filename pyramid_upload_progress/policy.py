@@ -146,15 +146,17 @@ class UploadProgressPolicy:
         server = _server_name(environ)
         if (server.lower().startswith("waitress")
                 or isinstance(environ.get("wsgi.input"), _BUFFERED_INPUTS)
-                or environ.get("webob.is_body_seekable")):
+                or environ.get("webob.is_body_seekable")
+                or ("uwsgi.version" in environ and _uwsgi_post_buffering())):
             self._buffering_seen = True
             log.warning(
                 "upload progress: the server (%s) read the whole request body "
                 "before calling the application, so clients will see "
                 "'starting' until the last byte, then 'done'. Serve the app "
                 "with a server that streams request bodies (gunicorn with "
-                "gthread workers, cheroot), and turn off request buffering in "
-                "front of it (nginx: proxy_request_buffering off;).", server)
+                "gthread workers, cheroot, uWSGI without post-buffering), and "
+                "turn off request buffering in front of it (nginx: "
+                "proxy_request_buffering off;).", server)
 
 
 def _serves_one_request_at_a_time(environ: dict[str, Any]) -> bool:
@@ -168,6 +170,18 @@ def _serves_one_request_at_a_time(environ: dict[str, Any]) -> bool:
     if "uwsgi.version" in environ:
         return getattr(sys.modules.get("uwsgi"), "cores", 0) == 1
     return str(environ.get("SERVER_SOFTWARE", "")).startswith("gunicorn")
+
+
+def _uwsgi_post_buffering() -> bool:
+    """Whether uWSGI reads every body before it calls the app: its
+    ``post-buffering`` option (its ``wsgi.input`` is the same either way)."""
+    value = getattr(sys.modules.get("uwsgi"), "opt", {}).get("post-buffering")
+    if isinstance(value, list):  # the option given more than once
+        value = value[-1]
+    try:
+        return int(value or 0) > 0
+    except (TypeError, ValueError):
+        return False
 
 
 def _server_name(environ: dict[str, Any]) -> str:

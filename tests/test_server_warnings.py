@@ -64,3 +64,19 @@ def test_uwsgi_with_one_core_is_warned_about(caplog, uwsgi_module):
 def test_uwsgi_with_async_cores_is_not_warned_about(caplog, uwsgi_module):
     uwsgi_module.cores = 100  # --gevent 100: one thread, many requests at once
     assert not [m for m in warnings_after(caplog, 1, **UWSGI) if ONE_AT_A_TIME in m]
+
+
+@pytest.mark.parametrize("value", [b"8192", [b"0", b"65536"]])
+def test_uwsgi_post_buffering_is_warned_about_once(caplog, uwsgi_module, value):
+    uwsgi_module.cores = 4
+    uwsgi_module.opt["post-buffering"] = value
+    [warning] = [m for m in warnings_after(caplog, 3, **UWSGI) if BUFFERED in m]
+    assert "uWSGI 2.0.31" in warning and "post-buffering" in warning
+
+
+@pytest.mark.parametrize("value", [None, b"0"])
+def test_uwsgi_without_post_buffering_is_not_warned_about(caplog, uwsgi_module, value):
+    uwsgi_module.cores = 4
+    if value is not None:
+        uwsgi_module.opt["post-buffering"] = value
+    assert not [m for m in warnings_after(caplog, 1, **UWSGI) if BUFFERED in m]

@@ -158,3 +158,29 @@ def test_gunicorn_sync_one_worker_memory_store_polls_wait_behind_the_upload():
         assert watched.response is not None and watched.response.status == 200
         assert ended(server.port, upload_id)["state"] == "done"
         assert server.output().count("serves one request at a time") == 1, server.output()
+
+
+# uWSGI serving HTTP itself (--http-socket).
+
+@pytest.fixture(scope="module")
+def uwsgi_server():
+    require("uwsgi")
+    with more_servers.uwsgi(APP, env=settings()) as server:
+        yield server
+
+
+def test_uwsgi_http_socket_shows_progress_while_arriving(uwsgi_server):
+    watched, upload_id = watch(uwsgi_server.port, "/upload")
+    assert_progress_while_arriving(watched)
+    assert ended(uwsgi_server.port, upload_id)["state"] == "done"
+    assert "read the whole request body" not in uwsgi_server.output()
+
+
+def test_uwsgi_post_buffering_hides_the_body_and_is_warned_about():
+    require("uwsgi")
+    with more_servers.uwsgi(APP, "--post-buffering", "8192", env=settings()) as server:
+        watched, upload_id = watch(server.port, "/upload")
+        assert watched.steps == [], watched
+        assert watched.response is not None and watched.response.status == 200
+        assert ended(server.port, upload_id)["state"] == "done"
+        assert server.output().count("read the whole request body") == 1, server.output()
