@@ -52,6 +52,7 @@ class UploadProgressPolicy:
         self._owner = settings.owner
         self._interval = settings.update_interval if store.throttled else None
         self._buffering_seen = False
+        self._chunked_warned = False
         self._warn_memory_store = per_process
 
     def __call__(self, environ: dict[str, Any], router: Any) -> Any:
@@ -60,6 +61,7 @@ class UploadProgressPolicy:
         upload = self._begin(environ)
         if upload is None:
             return self.inner(environ, router)
+        unreadable = upload.record.size is None and self._chunked_unreadable(environ)
         try:
             response = self.inner(environ, router)
         except UploadCancelled:
@@ -70,8 +72,29 @@ class UploadProgressPolicy:
             upload.finish(None, failed=True)
             raise
         response.app_iter = _ClosingIterable(response.app_iter, upload,
-                                             response.status_int)
+                                             response.status_int, unreadable)
         return response
+
+    def _chunked_unreadable(self, environ: dict[str, Any]) -> bool:
+        """Whether the server gives the app a chunked body with no way to
+        read it (logged once): without ``wsgi.input_terminated`` WSGI lets
+        the app read no further than a Content-Length it does not have, and
+        WebOb shows it an empty body (uWSGI 2.0). The app then answers while
+        the client is still sending, and the server drops the connection
+        under it."""
+        if environ.get("wsgi.input_terminated") or environ.get("webob.is_body_readable"):
+            return False
+        if not self._chunked_warned:
+            self._chunked_warned = True
+            log.warning(
+                "upload progress: the server (%s) gives the application a "
+                "chunked request body without wsgi.input_terminated, so the "
+                "application cannot read it (it sees an empty body) and the "
+                "client's upload fails; such uploads end in state 'error'. "
+                "Have clients send a Content-Length (browsers do), or put a "
+                "proxy that passes the body on with one in front.",
+                _server_name(environ))
+        return True
 
     def _begin(self, environ: dict[str, Any]) -> TrackedUpload | None:
         """Start tracking the request, or return None if it is not tracked."""
@@ -205,11 +228,14 @@ class _ClosingIterable:
     """The response body; on ``close()``, closes it and ends the record."""
 
     def __init__(self, app_iter: Iterable[bytes], upload: TrackedUpload,
-                 status: int) -> None:
+                 status: int, unreadable: bool) -> None:
         self._app_iter = app_iter
         self._upload = upload
         self._status = status
         self._failed = False
+        self._unreadable = unreadable
+        """The server gave no way to read the body: if none of it was
+        read, it never reached the app."""
 
     def __iter__(self) -> Iterator[bytes]:
         try:
@@ -224,4 +250,5 @@ class _ClosingIterable:
             if close is not None:
                 close()
         finally:
-            self._upload.finish(self._status, self._failed)
+            self._upload.finish(self._status, self._failed or (
+                self._unreadable and not self._upload.received))

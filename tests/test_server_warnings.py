@@ -80,3 +80,31 @@ def test_uwsgi_without_post_buffering_is_not_warned_about(caplog, uwsgi_module, 
     if value is not None:
         uwsgi_module.opt["post-buffering"] = value
     assert not [m for m in warnings_after(caplog, 1, **UWSGI) if BUFFERED in m]
+
+
+def chunked_upload(app, **environ):
+    """A chunked upload of which the app reads what WebOb gives it; its record."""
+    _, app_iter = wsgi_call(app, b"x" * 3000, CONTENT_LENGTH="",
+                            HTTP_TRANSFER_ENCODING="chunked", **environ)
+    app_iter.close()
+    record = app.registry.getUtility(IUploadProgressStore).get("w1", "alice")
+    return render_upload(record, record.finished)
+
+
+def test_a_chunked_body_the_server_gives_no_way_to_read_ends_in_error(caplog):
+    """uWSGI 2.0: no Content-Length, no ``wsgi.input_terminated``; the app
+    sees an empty body and answers while the client is still sending."""
+    app = make_app()
+    with caplog.at_level(logging.WARNING, logger="pyramid_upload_progress"):
+        answers = [chunked_upload(app, **UWSGI) for _ in range(2)]
+    assert [(a["state"], a["received"], a["status"]) for a in answers] == [("error", 0, 200)] * 2
+    [warning] = [r.getMessage() for r in caplog.records if "chunked" in r.getMessage()]
+    assert "uWSGI 2.0.31" in warning and "wsgi.input_terminated" in warning
+
+
+def test_a_readable_chunked_body_still_ends_done(caplog):
+    app = make_app()
+    with caplog.at_level(logging.WARNING, logger="pyramid_upload_progress"):
+        answer = chunked_upload(app, **{"wsgi.input_terminated": True})
+    assert (answer["state"], answer["received"]) == ("done", 3000)
+    assert "chunked" not in caplog.text

@@ -176,6 +176,19 @@ def test_uwsgi_http_socket_shows_progress_while_arriving(uwsgi_server):
     assert "read the whole request body" not in uwsgi_server.output()
 
 
+def test_uwsgi_chunked_body_reaches_the_app_empty_and_its_upload_ends_in_error(uwsgi_server):
+    """uWSGI 2.0 gives a WSGI app no way to read a chunked body (no
+    ``wsgi.input_terminated``; WebOb sees an empty body): the app answers
+    before the body has arrived, uWSGI closes the connection under the
+    client, and the record says so instead of ``done``."""
+    watched, upload_id = watch(uwsgi_server.port, "/upload", chunked=True)
+    assert watched.steps == []
+    assert watched.failure is not None or watched.response.json()["read"] == 0, watched
+    answer = ended(uwsgi_server.port, upload_id)
+    assert (answer["state"], answer["received"], answer["size"]) == ("error", 0, None), answer
+    assert uwsgi_server.output().count("chunked request body") == 1, uwsgi_server.output()
+
+
 def test_uwsgi_post_buffering_hides_the_body_and_is_warned_about():
     require("uwsgi")
     with more_servers.uwsgi(APP, "--post-buffering", "8192", env=settings()) as server:
