@@ -26,7 +26,8 @@ from typing import Any
 import pytest
 
 from tests.e2e import more_servers
-from tests.e2e.client import ALICE, Response, UploadThread, get_json, payload
+from tests.e2e.client import ALICE, Response, UploadThread, get_json
+from tests.e2e.servers import serve
 
 pytestmark = pytest.mark.e2e
 
@@ -197,3 +198,68 @@ def test_uwsgi_post_buffering_hides_the_body_and_is_warned_about():
         assert watched.response is not None and watched.response.status == 200
         assert ended(server.port, upload_id)["state"] == "done"
         assert server.output().count("read the whole request body") == 1, server.output()
+
+
+# Apache with mod_wsgi in daemon mode, through mod_wsgi-express.
+
+@pytest.fixture(scope="module")
+def mod_wsgi_server():
+    require("mod_wsgi")
+    with more_servers.mod_wsgi_express(
+            "tests.plain_app", "--limit-request-body", str(2 * SIZE), "--chunked-request",
+            env=settings()) as server:
+        yield server
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_mod_wsgi_shows_progress_while_arriving_with_the_body_limit_raised(
+        mod_wsgi_server, chunked):
+    watched, upload_id = watch(mod_wsgi_server.port, "/upload", chunked=chunked)
+    assert_progress_while_arriving(watched)
+    answer = ended(mod_wsgi_server.port, upload_id)
+    assert (answer["state"], answer["size"]) == ("done", None if chunked else SIZE)
+
+
+def test_mod_wsgi_default_body_limit_refuses_the_upload_before_the_app_sees_it():
+    """``mod_wsgi-express``'s default ``--limit-request-body`` is 10 MiB:
+    Apache answers 413 itself, so the add-on never sees the upload."""
+    require("mod_wsgi")
+    with more_servers.mod_wsgi_express("tests.plain_app", env=settings()) as server:
+        watched, upload_id = watch(server.port, "/upload")
+        assert watched.response is not None and watched.response.status == 413, watched
+        assert {answer["state"] for answer in watched.answers} <= {"starting"}, watched
+        assert get_json(server.port, f"/upload-progress?X-Progress-ID={upload_id}",
+                        ALICE)[2]["state"] == "starting"
+
+
+# nginx in front of gunicorn (gthread), with its upload-progress module.
+
+@pytest.fixture(scope="module")
+def nginx_server():
+    require("nginx")
+    with serve("gunicorn", APP, env=settings()) as upstream, \
+            more_servers.nginx(upstream.port) as proxy:
+        yield proxy
+
+
+def test_nginx_default_buffering_hides_the_body_from_the_app_and_its_module_counts(
+        nginx_server):
+    addon, _ = watch(nginx_server.port, "/buffered/upload")
+    assert addon.steps == [], addon
+    assert addon.response is not None and addon.response.status == 200
+    module, upload_id = watch(nginx_server.port, "/buffered/upload", report="/progress")
+    assert len(module.steps) >= STEPS, module
+    assert ended(nginx_server.port, upload_id, report="/progress")["state"] == "done"
+
+
+def test_nginx_without_request_buffering_the_app_counts_and_its_module_does_not(
+        nginx_server):
+    """With ``proxy_request_buffering off`` nginx's module reports no
+    progress: measured, ``received`` is the whole size from the first poll
+    while the body is still arriving."""
+    addon, _ = watch(nginx_server.port, "/streamed/upload")
+    assert_progress_while_arriving(addon)
+    module, upload_id = watch(nginx_server.port, "/streamed/upload", report="/progress")
+    assert len(module.steps) <= 1, module
+    assert "uploading" in {answer["state"] for answer in module.answers}, module
+    assert ended(nginx_server.port, upload_id, report="/progress")["state"] == "done"

@@ -18,6 +18,7 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -48,22 +49,27 @@ def missing(server: str) -> str | None:
 
 
 def _unreadable_by_apache_user() -> str | None:
-    """Why the mod_wsgi daemon, running as APACHE_USER, could not import
-    the app with this interpreter (Python, its virtual environment and
-    the checkout must be readable by that user), or None."""
+    """Why the mod_wsgi daemon, running as APACHE_USER, could not run the
+    app with this interpreter (Python's standard library and shared
+    library, the virtual environment and the checkout must be readable by
+    that user), or None."""
     if os.geteuid() != 0:
         return None  # Apache then runs as this user, who can read them
+    import pyramid
+
+    needed = [os.__file__, sysconfig.get_config_var("LIBDIR"), pyramid.__file__,
+              str(REPO_ROOT / "tests" / "plain_app.py")]
     probe = subprocess.run(
         ["setpriv", f"--reuid={APACHE_USER[0]}", f"--regid={APACHE_USER[1]}",
-         "--clear-groups", sys.executable, "-c", "import pyramid, tests.plain_app"],
-        cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
-        capture_output=True, timeout=60)
-    if probe.returncode == 0:
+         "--clear-groups", "--", "sh", "-c",
+         'for path; do test -r "$path" || echo "$path"; done', "sh", *needed],
+        capture_output=True, timeout=30, check=True)
+    unreadable = probe.stdout.decode().split()
+    if not unreadable:
         return None
-    return (f"mod_wsgi-express runs the app as {APACHE_USER[0]}, who cannot import it "
-            f"with {sys.executable} (make Python, the virtual environment and the "
-            f"checkout readable by that user): "
-            f"{probe.stderr.decode(errors='replace').strip().splitlines()[-1:]}")
+    return (f"mod_wsgi-express runs the app as {APACHE_USER[0]}, who cannot read "
+            f"{', '.join(unreadable)}: make Python, the virtual environment and the "
+            "checkout readable by that user")
 
 
 @contextlib.contextmanager
