@@ -263,3 +263,17 @@ def test_nginx_without_request_buffering_the_app_counts_and_its_module_does_not(
     assert len(module.steps) <= 1, module
     assert "uploading" in {answer["state"] for answer in module.answers}, module
     assert ended(nginx_server.port, upload_id, report="/progress")["state"] == "done"
+
+
+def test_nginx_module_shows_no_chunked_body_arriving_and_the_app_does(nginx_server):
+    """For a chunked body nginx's module reports a ``received`` that is
+    not a byte count (measured: -8193 throughout), buffered or not; the
+    add-on behind ``proxy_request_buffering off`` shows it arrive."""
+    module, upload_id = watch(nginx_server.port, "/buffered/upload", report="/progress",
+                              chunked=True)
+    assert module.steps == [], module
+    assert "uploading" in {answer["state"] for answer in module.answers}, module
+    assert module.response is not None and module.response.status == 200
+    addon, upload_id = watch(nginx_server.port, "/streamed/upload", chunked=True)
+    assert_progress_while_arriving(addon)
+    assert ended(nginx_server.port, upload_id)["size"] is None
