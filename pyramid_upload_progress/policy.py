@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import logging
+import sys
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -51,7 +52,8 @@ class UploadProgressPolicy:
         self._owner = settings.owner
         self._interval = settings.update_interval if store.throttled else None
         self._buffering_seen = False
-        self._warn_per_process = per_process
+        self._chunked_warned = False
+        self._warn_memory_store = per_process
 
     def __call__(self, environ: dict[str, Any], router: Any) -> Any:
         if not environ.get("CONTENT_LENGTH") and "HTTP_TRANSFER_ENCODING" not in environ:
@@ -59,6 +61,7 @@ class UploadProgressPolicy:
         upload = self._begin(environ)
         if upload is None:
             return self.inner(environ, router)
+        unreadable = upload.record.size is None and self._chunked_unreadable(environ)
         try:
             response = self.inner(environ, router)
         except UploadCancelled:
@@ -69,8 +72,29 @@ class UploadProgressPolicy:
             upload.finish(None, failed=True)
             raise
         response.app_iter = _ClosingIterable(response.app_iter, upload,
-                                             response.status_int)
+                                             response.status_int, unreadable)
         return response
+
+    def _chunked_unreadable(self, environ: dict[str, Any]) -> bool:
+        """Whether the server gives the app a chunked body with no way to
+        read it (logged once): without ``wsgi.input_terminated`` WSGI lets
+        the app read no further than a Content-Length it does not have, and
+        WebOb shows it an empty body (uWSGI 2.0). The app then answers while
+        the client is still sending, and the server drops the connection
+        under it."""
+        if environ.get("wsgi.input_terminated") or environ.get("webob.is_body_readable"):
+            return False
+        if not self._chunked_warned:
+            self._chunked_warned = True
+            log.warning(
+                "upload progress: the server (%s) gives the application a "
+                "chunked request body without wsgi.input_terminated, so the "
+                "application cannot read it (it sees an empty body) and the "
+                "client's upload fails; such uploads end in state 'error'. "
+                "Have clients send a Content-Length (browsers do), or put a "
+                "proxy that passes the body on with one in front.",
+                _server_name(environ))
+        return True
 
     def _begin(self, environ: dict[str, Any]) -> TrackedUpload | None:
         """Start tracking the request, or return None if it is not tracked."""
@@ -97,14 +121,8 @@ class UploadProgressPolicy:
             return None
         if not self._buffering_seen:
             self._warn_if_buffered(environ)
-        if self._warn_per_process and environ.get("wsgi.multiprocess"):
-            self._warn_per_process = False
-            log.warning(
-                "upload progress: the server runs several processes, and the "
-                "memory store keeps each one's uploads to itself: a poll that "
-                "reaches another process answers 'starting'. Use "
-                "upload_progress.store = sqlite (one host) or redis (several "
-                "hosts).")
+        if self._warn_memory_store:
+            self._warn_if_polls_miss_memory_store(environ)
         upload = TrackedUpload(
             self._store, self._health, environ["wsgi.input"], upload_id,
             _request_path(environ), size,
@@ -123,23 +141,79 @@ class UploadProgressPolicy:
         environ[ENVIRON_KEY] = upload
         return upload
 
+    def _warn_if_polls_miss_memory_store(self, environ: dict[str, Any]) -> None:
+        """Log once if the polls of an upload cannot reach the memory store
+        that holds it while it arrives: they go to another process, or this
+        process serves one request at a time."""
+        if environ.get("wsgi.multiprocess"):
+            self._warn_memory_store = False
+            log.warning(
+                "upload progress: the server runs several processes, and the "
+                "memory store keeps each one's uploads to itself: a poll that "
+                "reaches another process answers 'starting'. Use "
+                "upload_progress.store = sqlite (one host) or redis (several "
+                "hosts).")
+        elif _serves_one_request_at_a_time(environ):
+            self._warn_memory_store = False
+            log.warning(
+                "upload progress: the server serves one request at a time "
+                "(%s), and the memory store keeps this process's uploads to "
+                "itself: the polls of an upload wait until it has ended. Give "
+                "the server threads (gunicorn: worker_class = gthread; uWSGI: "
+                "threads), or run several processes with upload_progress.store "
+                "= sqlite or redis.", _server_name(environ))
+
     def _warn_if_buffered(self, environ: dict[str, Any]) -> None:
         """Log once if the server evidently read the whole body already."""
         if environ.get("paste.testing"):
             return
-        server = str(environ.get("SERVER_SOFTWARE", ""))
+        server = _server_name(environ)
         if (server.lower().startswith("waitress")
                 or isinstance(environ.get("wsgi.input"), _BUFFERED_INPUTS)
-                or environ.get("webob.is_body_seekable")):
+                or environ.get("webob.is_body_seekable")
+                or ("uwsgi.version" in environ and _uwsgi_post_buffering())):
             self._buffering_seen = True
             log.warning(
                 "upload progress: the server (%s) read the whole request body "
                 "before calling the application, so clients will see "
                 "'starting' until the last byte, then 'done'. Serve the app "
                 "with a server that streams request bodies (gunicorn with "
-                "gthread workers, cheroot), and turn off request buffering in "
-                "front of it (nginx: proxy_request_buffering off;).",
-                server or "unknown")
+                "gthread workers, cheroot, uWSGI without post-buffering), and "
+                "turn off request buffering in front of it (nginx: "
+                "proxy_request_buffering off;).", server)
+
+
+def _serves_one_request_at_a_time(environ: dict[str, Any]) -> bool:
+    """Whether the server is known to serve one request at a time in this
+    process: gunicorn's sync worker (its other workers say
+    ``wsgi.multithread``), or uWSGI with one core (one thread, no async).
+    Other servers' flags are not trusted for this: gevent's pywsgi says
+    neither multithread nor multiprocess and serves many requests at once."""
+    if environ.get("wsgi.multithread") or environ.get("paste.testing"):
+        return False
+    if "uwsgi.version" in environ:
+        return getattr(sys.modules.get("uwsgi"), "cores", 0) == 1
+    return str(environ.get("SERVER_SOFTWARE", "")).startswith("gunicorn")
+
+
+def _uwsgi_post_buffering() -> bool:
+    """Whether uWSGI reads every body before it calls the app: its
+    ``post-buffering`` option (its ``wsgi.input`` is the same either way)."""
+    value = getattr(sys.modules.get("uwsgi"), "opt", {}).get("post-buffering")
+    if isinstance(value, list):  # the option given more than once
+        value = value[-1]
+    try:
+        return int(value or 0) > 0
+    except (TypeError, ValueError):
+        return False
+
+
+def _server_name(environ: dict[str, Any]) -> str:
+    """The server's name and version, as its environ tells them."""
+    version = environ.get("uwsgi.version")
+    if version is not None:
+        return "uWSGI " + (version.decode("latin-1") if isinstance(version, bytes) else version)
+    return str(environ.get("SERVER_SOFTWARE", "")) or "unknown"
 
 
 def _request_path(environ: dict[str, Any]) -> str:
@@ -155,11 +229,14 @@ class _ClosingIterable:
     """The response body; on ``close()``, closes it and ends the record."""
 
     def __init__(self, app_iter: Iterable[bytes], upload: TrackedUpload,
-                 status: int) -> None:
+                 status: int, unreadable: bool) -> None:
         self._app_iter = app_iter
         self._upload = upload
         self._status = status
         self._failed = False
+        self._unreadable = unreadable
+        """The server gave no way to read the body: if none of it was
+        read, it never reached the app."""
 
     def __iter__(self) -> Iterator[bytes]:
         try:
@@ -174,4 +251,5 @@ class _ClosingIterable:
             if close is not None:
                 close()
         finally:
-            self._upload.finish(self._status, self._failed)
+            self._upload.finish(self._status, self._failed or (
+                self._unreadable and not self._upload.received))
