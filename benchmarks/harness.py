@@ -7,11 +7,13 @@ import statistics
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 KIB = 1024
 MIB = 1024 * KIB
 GIB = 1024 * MIB
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -116,22 +118,33 @@ def call(app: Callable[..., Any], env: dict[str, Any]) -> tuple[str, bytes]:
     return status[0], body
 
 
+def rotate(cases: Mapping[str, Callable[[], T]], rounds: int) -> dict[str, list[T]]:
+    """Call each case once per round, the cases taking turns in a rotated
+    order each round; what each call returned, per case, in round order."""
+    names = list(cases)
+    results: dict[str, list[T]] = {name: [] for name in names}
+    for round_ in range(rounds):
+        shift = round_ % len(names)
+        for name in names[shift:] + names[:shift]:
+            results[name].append(cases[name]())
+    return results
+
+
 def interleave(cases: Mapping[str, Callable[[], object]], rounds: int,
                repeat: int = 1) -> dict[str, list[float]]:
     """Time each case ``repeat`` times per round, the cases taking turns
     (in a rotated order each round); seconds per call, per round."""
-    names = list(cases)
-    times: dict[str, list[float]] = {name: [] for name in names}
-    for round_ in range(rounds):
-        shift = round_ % len(names)
-        for name in names[shift:] + names[:shift]:
-            function = cases[name]
+
+    def timed(function: Callable[[], object]) -> Callable[[], float]:
+        def run() -> float:
             gc.collect()
             start = time.perf_counter()
             for _ in range(repeat):
                 function()
-            times[name].append((time.perf_counter() - start) / repeat)
-    return times
+            return (time.perf_counter() - start) / repeat
+        return run
+
+    return rotate({name: timed(function) for name, function in cases.items()}, rounds)
 
 
 def median_ratio(times: Mapping[str, list[float]], name: str, base: str) -> float:

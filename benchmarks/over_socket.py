@@ -18,11 +18,12 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness import MIB, Row, bounded_wait, interleave, median_ratio, percentile, rate, seconds
+from harness import MIB, Row, bounded_wait, median_ratio, percentile, rate, rotate, seconds
 from tests.e2e.client import get_json, read_response, slow_upload
 from tests.e2e.servers import HOST, Server, free_port, serve
 
@@ -48,12 +49,28 @@ class SocketSizes:
 QUICK = SocketSizes(upload=64 * MIB, rounds=2, rss_rounds=1, slow_size=1 * MIB)
 
 
-def gunicorn(tracked: bool, settings: dict[str, str] | None = None
-             ) -> contextlib.AbstractContextManager[Server]:
-    """The benchmark app on gunicorn gthread, one worker, ``THREADS`` threads."""
-    return serve("gunicorn", "bench_app:app", threads=THREADS, env={
-        "BENCH_SERVE": "1", "BENCH_TRACKED": "1" if tracked else "0",
-        "BENCH_SETTINGS": json.dumps(settings or {}), "PYTHONPATH": str(BENCH_DIR)})
+#: glibc's allocator settings every server of row 3 starts with: a fixed
+#: mmap threshold (which turns off glibc's dynamic one, set by each process's
+#: own history) well above gunicorn's 1 MiB read-ahead, and a trim threshold
+#: above it, so that no server's read-ahead copies are trimmed and faulted
+#: in again while another's are not (benchmarks/README.md, "3a/3b").
+MALLOC_TUNABLES = "glibc.malloc.mmap_threshold=4194304:glibc.malloc.trim_threshold=8388608"
+ALLOCATOR = {"GLIBC_TUNABLES": MALLOC_TUNABLES}
+WARM_UP = 4 * MIB  # one upload before any measured one: imports, first buffers
+
+
+def bench_env(tracked: bool, settings: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment that makes a server serve ``bench_app:app``."""
+    return {"BENCH_SERVE": "1", "BENCH_TRACKED": "1" if tracked else "0",
+            "BENCH_SETTINGS": json.dumps(settings or {}), "PYTHONPATH": str(BENCH_DIR)}
+
+
+def gunicorn(tracked: bool, settings: dict[str, str] | None = None,
+             env: Mapping[str, str] | None = None) -> contextlib.AbstractContextManager[Server]:
+    """The benchmark app on gunicorn gthread, one worker, ``THREADS``
+    threads; ``env`` is added to its environment."""
+    return serve("gunicorn", "bench_app:app", threads=THREADS,
+                 env={**bench_env(tracked, settings), **(env or {})})
 
 
 @contextlib.contextmanager
@@ -108,10 +125,9 @@ http {{
     upload_progress zone 1m;
     server {{
         listen {host}:{port};
-        location /plain/ {{ proxy_pass http://{host}:{untracked}/; }}
-        location /addon/ {{ proxy_pass http://{host}:{tracked}/; }}
+        location /plain/ {{ proxy_pass http://{host}:{upstream}/; }}
         location /module/ {{
-            proxy_pass http://{host}:{untracked}/;
+            proxy_pass http://{host}:{upstream}/;
             track_uploads zone 30s;
         }}
         location ^~ /progress {{
@@ -134,15 +150,15 @@ def nginx_missing() -> str | None:
 
 
 @contextlib.contextmanager
-def nginx(untracked: int, tracked: int, tmp: str) -> Iterator[tuple[int, int]]:
-    """nginx in front of both gunicorns: ``/plain/`` and ``/module/`` (its
-    upload-progress module tracking) go to the untracked app, ``/addon/``
-    to the tracked one; bodies are not buffered. Yields its port and pid."""
+def nginx(upstream: int, tmp: str) -> Iterator[tuple[int, int]]:
+    """nginx in front of the server on port ``upstream``: ``/plain/`` passes
+    requests on, ``/module/`` too with its upload-progress module tracking;
+    bodies are not buffered. Yields its port and pid."""
     port = free_port()
     prefix = Path(tempfile.mkdtemp(prefix="nginx-", dir=tmp))
     conf = prefix / "nginx.conf"
     conf.write_text(NGINX_CONF.format(tmp=prefix, module=NGINX_MODULE, host=HOST, port=port,
-                                      untracked=untracked, tracked=tracked))
+                                      upstream=upstream))
     argv = [shutil.which("nginx") or "nginx", "-p", f"{prefix}/", "-c", str(conf),
             "-e", str(prefix / "error.log")]
     with child(argv, port, prefix / "stdout.log") as process:
@@ -220,100 +236,218 @@ def peak_rss_growth(pid: int, action: Callable[[], object]) -> int:
     return max(peak, rss(pid)) - base
 
 
-def socket_rows(sizes: SocketSizes, tmp: str) -> list[Row]:
-    """Rows 3, 5b and 6, against one untracked and one tracked gunicorn
-    (and nginx in front of both, where it is installed)."""
+@dataclass(frozen=True)
+class ServerPair:
+    """One server as row 3 compares it: the untracked app against the
+    tracked one. ``start(tracked, env)`` runs the app (``env`` added to the
+    server's environment: the allocator settings); ``worker(server)`` is the
+    pid of the process that runs the app, whose CPU, faults and RSS count."""
+
+    row: str
+    server: str
+    start: Callable[[bool, Mapping[str, str]], contextlib.AbstractContextManager[Server]]
+    worker: Callable[[Server], int]
+
+
+#: Row 3's servers, one row each; row 3b puts nginx in front of the first.
+#: A server added here gets its own row, measured as 3a is.
+SERVER_PAIRS = (
+    ServerPair("3a", "gunicorn gthread",
+               lambda tracked, env: gunicorn(tracked, env=env), worker_pid),
+)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where one case's uploads go, and the processes they are charged to."""
+
+    port: int
+    worker: int
+    """The process that runs the app: its CPU, minor faults and RSS."""
+    proxy: tuple[int, ...] = ()
+    """nginx's worker processes in front of it: their CPU counts too."""
+
+
+@dataclass(frozen=True)
+class Upload:
+    """One measurement: one upload, or several sent at once."""
+
+    wall: float
+    cpu: float
+    """CPU seconds of the worker (and of the proxy, if any) during it."""
+    faults: int
+    """The worker's minor page faults during it."""
+    rss: int
+    """The worker's RSS once it was answered."""
+    peak: int
+    """The worker's highest RSS seen while it ran (sampled every 5 ms), or 0."""
+
+
+def stat(pid: int) -> tuple[float, int]:
+    """User + system CPU seconds and minor page faults of process ``pid`` so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    # after the command: state, ppid, ..., minflt (7), ..., utime (11), stime (12)
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"), int(fields[7])
+
+
+def measure(end: Endpoint, requests: Sequence[tuple[str, dict[str, str] | None]], size: int,
+            sample_rss: bool = False) -> Upload:
+    """Send an upload of ``size`` bytes to ``end`` for each (path, headers)
+    of ``requests``, all at once, and measure them together."""
+    pids = (end.worker, *end.proxy)
+    cpu_before = sum(stat(pid)[0] for pid in pids)
+    faults_before = stat(end.worker)[1]
+    base = rss(end.worker)
+    start = time.perf_counter()
+
+    def action() -> None:
+        with ThreadPoolExecutor(len(requests)) as pool:
+            list(pool.map(lambda request: send(end.port, request[0], size, request[1]),
+                          requests))
+
+    if sample_rss:
+        peak = base + peak_rss_growth(end.worker, action)
+    else:
+        action()
+        peak = 0
+    return Upload(time.perf_counter() - start, sum(stat(pid)[0] for pid in pids) - cpu_before,
+                  stat(end.worker)[1] - faults_before, rss(end.worker), peak)
+
+
+@contextlib.contextmanager
+def endpoint(pair: ServerPair, tracked: bool, env: Mapping[str, str], tmp: str | None = None,
+             via_nginx: bool = False) -> Iterator[Endpoint]:
+    """A fresh server of ``pair`` (behind a fresh nginx if ``via_nginx``),
+    warmed up by one small upload so that every case starts from the same
+    history."""
+    with pair.start(tracked, env) as server:
+        worker = pair.worker(server)
+        send(server.port, "/drain?X-Progress-ID=warm-up", WARM_UP)
+        if not via_nginx:
+            yield Endpoint(server.port, worker)
+            return
+        assert tmp is not None
+        with nginx(server.port, tmp) as (port, pid):
+            yield Endpoint(port, worker, tuple(children(pid)))
+
+
+@dataclass(frozen=True)
+class Case:
+    """One column of row 3: which server, tracked or not, reached how."""
+
+    tracked: bool
+    path: str
+    """The request path; ``{}`` is replaced by the upload's number."""
+    via_nginx: bool = False
+    header: str = ""
+    """An ``X-Progress-ID`` header of this value (``{}`` as in ``path``)."""
+    env: Mapping[str, str] = field(default_factory=lambda: ALLOCATOR)
+    """Added to the server's environment: the allocator settings."""
+    at_once: int = 1
+    """How many uploads one measurement sends at once."""
+
+
+def run_cases(pair: ServerPair, cases: dict[str, Case], sizes: SocketSizes, tmp: str,
+              sample_rss: bool = False) -> dict[str, list[Upload]]:
+    """Each case on a server of its own, started fresh, ``sizes.rounds``
+    measurements each, the cases taking turns."""
+    counter = iter(range(10**9))
     with contextlib.ExitStack() as stack:
-        plain = stack.enter_context(gunicorn(False))
-        tracked = stack.enter_context(gunicorn(True))
-        missing = nginx_missing()
-        proxy = None if missing else stack.enter_context(nginx(plain.port, tracked.port, tmp))
-        rows = upload_rows(sizes, plain, tracked, proxy, missing)
+        ends = {name: stack.enter_context(
+            endpoint(pair, case.tracked, case.env, tmp, case.via_nginx))
+                for name, case in cases.items()}
+
+        def upload(name: str) -> Callable[[], Upload]:
+            case = cases[name]
+
+            def run() -> Upload:
+                numbers = [f"{next(counter)}" for _ in range(case.at_once)]
+                return measure(ends[name], [
+                    (case.path.format(number),
+                     {"X-Progress-ID": case.header.format(number)} if case.header else None)
+                    for number in numbers], sizes.upload, sample_rss)
+            return run
+
+        return rotate({name: upload(name) for name in cases}, sizes.rounds)
+
+
+def socket_rows(sizes: SocketSizes, tmp: str) -> list[Row]:
+    """Rows 3, 5b and 6."""
+    rows = [pair_row(pair, sizes, tmp) for pair in SERVER_PAIRS]
+    missing = nginx_missing()
+    rows.append(nginx_row(sizes, tmp, rows[0].noise) if missing is None else
+                Row("3b", f"{size_label(sizes.upload)} upload behind nginx",
+                    note=f"not measured: {missing}"))
+    with gunicorn(True) as tracked:
         rows.append(concurrency_row(sizes, tracked))
     rows.append(rss_row(sizes))
     return rows
 
 
-def upload_rows(sizes: SocketSizes, plain: Server, tracked: Server,
-                proxy: tuple[int, int] | None, missing: str | None) -> list[Row]:
-    """Rows 3a and 3b. Beside wall time (noisy here: two cores shared by
-    client, servers and proxy), the CPU seconds the servers spent per upload."""
-    size = sizes.upload
-    label = f"{size // MIB} MiB" if size < 1024 * MIB else f"{size // (1024 * MIB)} GiB"
-    counter = iter(range(10**9))
-    cpu: dict[str, list[float]] = {}
-    plain_pids, tracked_pids = [worker_pid(plain)], [worker_pid(tracked)]
+def size_label(size: int) -> str:
+    return f"{size // MIB} MiB" if size < 1024 * MIB else f"{size // (1024 * MIB)} GiB"
 
-    def measured(name: str, pids: list[int], port: int, path: str,
-                 headers: dict[str, str] | None = None) -> Callable[[], float]:
-        def upload() -> float:
-            number = next(counter)
-            before = cpu_seconds(pids)
-            elapsed = send(port, path.format(number), size,
-                           {k: v.format(number) for k, v in (headers or {}).items()})
-            cpu.setdefault(name, []).append(cpu_seconds(pids) - before)
-            return elapsed
-        return upload
 
-    cases = {
-        "untracked": measured("untracked", plain_pids, plain.port, "/drain"),
-        "A/A": measured("A/A", plain_pids, plain.port, "/drain"),
-        "tracked": measured("tracked", tracked_pids, tracked.port, "/drain?X-Progress-ID=d{}"),
-    }
-    if proxy is not None:
-        port, nginx_pid = proxy
-        nginx_pids = children(nginx_pid)
-        cases.update({
-            "nginx": measured("nginx", nginx_pids + plain_pids, port, "/plain/drain"),
-            "nginx+addon": measured("nginx+addon", nginx_pids + tracked_pids, port,
-                                    "/addon/drain?X-Progress-ID=a{}"),
-            "nginx+module": measured("nginx+module", nginx_pids + plain_pids, port,
-                                     "/module/drain", {"X-Progress-ID": "m{}"}),
-        })
-    module_seen = _module_sees(proxy[0], size) if proxy is not None else ""
-    times = interleave(cases, sizes.rounds)
-    med = {name: statistics.median(values) for name, values in times.items()}
+def usage_note(uploads: dict[str, list[Upload]], base: str, *names: str) -> str:
+    """CPU seconds and minor faults per upload, medians, each against ``base``."""
+    cpu = {name: [upload.cpu for upload in values] for name, values in uploads.items()}
 
-    def cpu_note(base: str, *names: str) -> str:
-        figures = ", ".join(f"{name} {statistics.median(cpu[name]):.2f} s "
-                            f"({median_ratio(cpu, name, base):.2f}x)" for name in names)
-        return f"server CPU per upload: {base} {statistics.median(cpu[base]):.2f} s, {figures}"
+    def figures(name: str) -> str:
+        ratio = "" if name == base else f" ({median_ratio(cpu, name, base):.2f}x)"
+        faults = statistics.median(upload.faults for upload in uploads[name])
+        return f"{name} {statistics.median(cpu[name]):.2f} s{ratio}, {faults:,.0f} faults"
 
+    return "per upload, CPU and minor page faults: " + "; ".join(map(figures, (base, *names)))
+
+
+def pair_row(pair: ServerPair, sizes: SocketSizes, tmp: str) -> Row:
+    """Row 3a (and any other of ``SERVER_PAIRS``): untracked, A/A, tracked.
+    Beside wall time (noisy here: two cores shared by client and servers),
+    the worker's CPU seconds and minor page faults per upload."""
+    uploads = run_cases(pair, {
+        "untracked": Case(False, "/drain"),
+        "A/A": Case(False, "/drain"),
+        "tracked": Case(True, "/drain?X-Progress-ID=d{}"),
+    }, sizes, tmp)
+    times = {name: [upload.wall for upload in values] for name, values in uploads.items()}
     ratio = median_ratio(times, "tracked", "untracked")
-    control = abs(median_ratio(times, "A/A", "untracked") - 1)
-    rows = [Row("3a", f"{label} upload over loopback to gunicorn gthread",
-                rate(size, med["untracked"]), rate(size, med["tracked"]), "",
-                f"{ratio:.3f}", "", "<= 1.02", ratio <= 1.02,
-                f"A/A (untracked twice) {median_ratio(times, 'A/A', 'untracked'):.3f}; "
-                + cpu_note("untracked", "A/A", "tracked")
-                + f"; {sizes.rounds} rounds; client and servers share {os.cpu_count()} cores",
-                control)]
-    if proxy is None:
-        rows.append(Row("3b", f"{label} upload behind nginx", note=f"not measured: {missing}"))
-        return rows
+    control = median_ratio(times, "A/A", "untracked")
+    return Row(pair.row, f"{size_label(sizes.upload)} upload over loopback to {pair.server}",
+               rate(sizes.upload, statistics.median(times["untracked"])),
+               rate(sizes.upload, statistics.median(times["tracked"])), "",
+               f"{ratio:.3f}", "", "<= 1.02", ratio <= 1.02,
+               f"A/A (untracked twice) {control:.3f}; "
+               + usage_note(uploads, "untracked", "A/A", "tracked") + " (the worker's); "
+               f"{sizes.rounds} rounds; client and servers share {os.cpu_count()} cores",
+               abs(control - 1))
+
+
+def nginx_row(sizes: SocketSizes, tmp: str, noise: float | None) -> Row:
+    """Row 3b: the first of ``SERVER_PAIRS`` behind nginx, untracked, tracked
+    by the add-on, and tracked by nginx's upload-progress module instead."""
+    pair = SERVER_PAIRS[0]
+    uploads = run_cases(pair, {
+        "nginx": Case(False, "/plain/drain", via_nginx=True),
+        "nginx+addon": Case(True, "/plain/drain?X-Progress-ID=a{}", via_nginx=True),
+        "nginx+module": Case(False, "/module/drain", via_nginx=True, header="m{}"),
+    }, sizes, tmp)
+    with endpoint(pair, False, ALLOCATOR, tmp, via_nginx=True) as end:
+        module_seen = _module_sees(end.port, sizes.upload)
+    times = {name: [upload.wall for upload in values] for name, values in uploads.items()}
     ratio = median_ratio(times, "nginx+addon", "nginx")
-    rows.append(Row("3b", f"{label} upload, nginx (proxy_request_buffering off) -> gunicorn",
-                    rate(size, med["nginx"]), rate(size, med["nginx+addon"]),
-                    f"nginx module: {rate(size, med['nginx+module'])}",
-                    f"{ratio:.3f}", f"{median_ratio(times, 'nginx+module', 'nginx'):.3f}",
-                    "<= 1.02", ratio <= 1.02,
-                    "peer: nginx's upload-progress module tracking instead of the add-on; "
-                    + cpu_note("nginx", "nginx+addon", "nginx+module")
-                    + f" (nginx + gunicorn); {module_seen}", control))
-    return rows
+    return Row("3b", f"{size_label(sizes.upload)} upload, nginx (proxy_request_buffering off) "
+               f"-> {pair.server}", rate(sizes.upload, statistics.median(times["nginx"])),
+               rate(sizes.upload, statistics.median(times["nginx+addon"])),
+               f"nginx module: {rate(sizes.upload, statistics.median(times['nginx+module']))}",
+               f"{ratio:.3f}", f"{median_ratio(times, 'nginx+module', 'nginx'):.3f}",
+               "<= 1.02", ratio <= 1.02,
+               "peer: nginx's upload-progress module tracking instead of the add-on; "
+               + usage_note(uploads, "nginx", "nginx+addon", "nginx+module")
+               + f" (CPU: nginx + worker; faults: the worker's); {module_seen}", noise)
 
 
 def children(pid: int) -> list[int]:
     return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU seconds the processes ``pids`` have used so far."""
-    total = 0
-    for pid in pids:
-        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / os.sysconf("SC_CLK_TCK")
 
 
 def _module_sees(proxy: int, size: int) -> str:

@@ -130,6 +130,9 @@ def main(argv: list[str] | None = None) -> int:
           f"{machine()}; {time.perf_counter() - started:.0f} s")
     print("ratios: median over rounds of (time with tracking / time untracked) in the same "
           "round; lower is better")
+    if "3" in only:
+        print(f"row 3: each case on a server of its own, started fresh with "
+              f"GLIBC_TUNABLES={over_socket.MALLOC_TUNABLES}")
     print(table(rows))
     return 0
 
