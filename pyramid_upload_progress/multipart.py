@@ -11,8 +11,10 @@ MAX_HEADER_BLOCK = 16384
 """A part's header block longer than this ends the scan (malformed body)."""
 
 _BOUNDARY = re.compile(r'boundary=(?:"([^"]{1,200})"|([^;\s]{1,200}))', re.IGNORECASE)
-# The first Content-Disposition line of a header block, up to its line end.
-_DISPOSITION = re.compile(rb"(?:\A|[\r\n])content-disposition:([^\r\n]*)", re.IGNORECASE)
+# The first Content-Disposition field of a header block, with its folded
+# lines, line ends as the e-mail parser behind WebOb has them (CR, LF, CRLF).
+_DISPOSITION = re.compile(rb"(?:\A|[\r\n])content-disposition:"
+                          rb"([^\r\n]*(?:(?:\r\n|\r|\n)[ \t][^\r\n]*)*)", re.IGNORECASE)
 # One ";"-separated segment, as Python's cgi.parse_header (WebOb's parser)
 # splits them: a ";" inside a quoted string does not split, a quote right
 # after a backslash neither opens nor closes one, an unclosed quote runs to
@@ -165,8 +167,9 @@ def part_names(block: bytes) -> tuple[str | None, str | None]:
     """The ``name`` and ``filename`` of a part's header block, as WebOb's
     ``request.POST`` gives them to the application; None where absent.
 
-    Only the first ``Content-Disposition`` line counts; it is read as UTF-8,
-    an invalid byte becoming U+FFFD. Never raises; time linear in the block.
+    Only the first ``Content-Disposition`` field counts, folded lines
+    included; it is read as UTF-8, an invalid byte becoming U+FFFD. Never
+    raises; time linear in the block.
     """
     found = _DISPOSITION.search(block)
     if found is None:

@@ -9,14 +9,16 @@ from WebOb, on crafted headers, on random headers (``part_names`` never
 raises, and agrees with WebOb's parser) and on random forms read in random
 splits.
 
-``MULTIPART_FUZZ_EXAMPLES`` raises the header fuzz's example count for a
-long local run (the suite's own is a few thousand).
+``MULTIPART_FUZZ_EXAMPLES`` (2000 by default; the slower tests run a
+quarter of it) raises the example counts for a long local run.
 """
 from __future__ import annotations
 
 import http.client
 import json
 import os
+import re
+from email.feedparser import FeedParser
 
 import pytest
 import webob
@@ -81,6 +83,21 @@ CRAFTED = [
 @pytest.mark.parametrize("disposition", CRAFTED)
 def test_a_crafted_disposition_is_served_and_listed_as_the_app_gets_it(disposition):
     got, listed = post_tracked([part(disposition)])
+    assert listed == got
+
+
+@pytest.mark.parametrize("head", [
+    b'Content-Disposition: form-data; name="a"; filename="first.txt"\r\n'
+    b'Content-Disposition: form-data; name="b"; filename="second.txt"',
+    b'Content-Disposition: form-data; name="f";\r\n filename="folded.txt"',
+    b'Content-Disposition: form-data; name="f"; filename="a\r\n\tb.txt"',
+    b'Content-Disposition: form-data; name="f";\n\tfilename="lf-folded.txt"',
+    b'Content-Disposition: form-data; name="f";\rfilename="cr.txt"',
+    b'Content-Disposition : form-data; name="f"; filename="spaced.txt"',
+    b'X-Before: 1\r\ncontent-DISPOSITION:form-data;name=f;filename=bare.txt\r\nX-After: 2',
+])
+def test_the_header_lines_are_read_as_the_app_gets_them(head):
+    got, listed = post_tracked([(head, b"data")])
     assert listed == got
 
 
@@ -152,9 +169,10 @@ def test_parts_past_the_cap_are_not_parsed(monkeypatch):
 
 # -- the header parser against WebOb's, on random headers --------------------
 
-FUZZ = settings(max_examples=int(os.environ.get("MULTIPART_FUZZ_EXAMPLES", 3000)),
-                deadline=None, database=None,
+EXAMPLES = int(os.environ.get("MULTIPART_FUZZ_EXAMPLES", 2000))
+FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+SLOW_FUZZ = settings(FUZZ, max_examples=max(EXAMPLES // 4, 1))
 
 PIECES = st.one_of(
     st.sampled_from(["name", "filename", "filename*", "NAME", "FileName", "filename*0",
@@ -184,6 +202,57 @@ def test_a_header_block_of_any_bytes_is_read_as_webob_reads_it(raw, head):
     if b"\r" not in raw and b"\n" not in raw:  # one header line, as HTTP has it
         _, params = parse_header(raw.decode("utf-8", "replace"))
         assert names == (params.get("name"), params.get("filename"))
+
+
+def as_webob_reads(block: bytes) -> tuple[str | None, str | None]:
+    """Names from a header block the way WebOb's cgi.FieldStorage gets them:
+    lines (``readline``) up to a blank one, decoded, through the e-mail
+    parser, the first Content-Disposition through ``parse_header``."""
+    text = b""
+    for line in re.findall(rb"[^\n]*\n", block + b"\r\n\r\n"):
+        text += line
+        if not line.strip():
+            break
+    parser = FeedParser()
+    parser.feed(text.decode("utf-8", "replace"))
+    value = parser.close()["content-disposition"]
+    if value is None:
+        return None, None
+    _, params = parse_header(value)
+    return params.get("name"), params.get("filename")
+
+
+TOKEN = st.text("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ",
+                min_size=1, max_size=8)
+LINE_VALUE = st.lists(st.one_of(PIECES.map(lambda s: s.encode("utf-8")), st.binary(max_size=6)),
+                      max_size=12).map(lambda pieces: b"".join(pieces).replace(b"\r", b"")
+                                       .replace(b"\n", b""))
+
+
+@st.composite
+def header_blocks(draw) -> bytes:
+    """Well-formed header lines (a name, or a fold), any line ends, any bytes."""
+    block = b""
+    for i in range(draw(st.integers(1, 5))):
+        kind = draw(st.sampled_from(["disposition", "other", "fold"] if i else
+                                    ["disposition", "other"]))
+        if kind == "disposition":
+            start = draw(st.sampled_from([b"Content-Disposition:", b"content-disposition: ",
+                                          b"CONTENT-DISPOSITION:\t"]))
+        elif kind == "other":
+            start = draw(TOKEN).encode() + b":"
+        else:
+            start = draw(st.sampled_from([b" ", b"\t"])) + b"x"  # no blank line
+        if block:
+            block += draw(st.sampled_from([b"\r\n", b"\n", b"\r"]))
+        block += start + draw(LINE_VALUE)
+    return block
+
+
+@SLOW_FUZZ
+@given(block=header_blocks())
+def test_header_lines_folds_and_line_ends_are_read_as_webob_reads_them(block):
+    assert multipart.part_names(block) == as_webob_reads(block)
 
 
 @FUZZ
@@ -238,8 +307,7 @@ def random_forms(draw):
     return boundary, form(boundary, parts)
 
 
-@settings(max_examples=500, deadline=None, database=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@SLOW_FUZZ
 @given(generated=random_forms(), sizes=READ_SIZES)
 def test_random_forms_list_the_files_webob_gives_the_app(generated, sizes):
     boundary, body = generated
