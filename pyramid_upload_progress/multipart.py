@@ -18,9 +18,9 @@ _DISPOSITION = re.compile(rb"(?:\A|[\r\n])content-disposition:"
 # One ";"-separated segment, as Python's cgi.parse_header (WebOb's parser)
 # splits them: a ";" inside a quoted string does not split, a quote right
 # after a backslash neither opens nor closes one, an unclosed quote runs to
-# the end. Each branch consumes what the others cannot begin, and what
-# follows a segment always matches, so the engine never backtracks: time is
-# linear in the value.
+# the end. A segment ends only at a ";" or at the end, and what follows it
+# always matches, so the engine never backtracks into one: time is linear
+# in the value. ``\s`` is the whitespace ``str.strip()`` removes, as there.
 _SEGMENT = r'(?:[^";\\]+|\\"?|"(?:[^"\\]+|\\"?)*(?:"|\Z))*'
 _KEY = "[Nn][Aa][Mm][Ee]|[Ff][Ii][Ll][Ee][Nn][Aa][Mm][Ee]"
 # From a segment's end (the first segment, the disposition type, is no
