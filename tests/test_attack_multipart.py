@@ -77,7 +77,7 @@ FIELD = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7e,
                               blacklist_characters='"\\'), min_size=1, max_size=12)
 FILENAME = st.text(st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp"),
                                  blacklist_characters='"\\%'),
-                   min_size=1, max_size=20).filter(lambda s: s.strip() == s)
+                   min_size=1, max_size=20)
 
 
 @st.composite
