@@ -2,7 +2,6 @@
 found in its bytes as they pass through the counting stream."""
 from __future__ import annotations
 
-import email.message
 import re
 from typing import Any
 
@@ -12,6 +11,23 @@ MAX_HEADER_BLOCK = 16384
 """A part's header block longer than this ends the scan (malformed body)."""
 
 _BOUNDARY = re.compile(r'boundary=(?:"([^"]{1,200})"|([^;\s]{1,200}))', re.IGNORECASE)
+# The first Content-Disposition field of a header block, with its folded
+# lines, line ends as the e-mail parser behind WebOb has them (CR, LF, CRLF).
+_DISPOSITION = re.compile(rb"(?:\A|[\r\n])content-disposition:"
+                          rb"([^\r\n]*(?:(?:\r\n|\r|\n)[ \t][^\r\n]*)*)", re.IGNORECASE)
+# One ";"-separated segment, as Python's cgi.parse_header (WebOb's parser)
+# splits them: a ";" inside a quoted string does not split, a quote right
+# after a backslash neither opens nor closes one, an unclosed quote runs to
+# the end. A segment ends only at a ";" or at the end, and what follows it
+# always matches, so the engine never backtracks into one: time is linear
+# in the value. ``\s`` is the whitespace ``str.strip()`` removes, as there.
+_SEGMENT = r'(?:[^";\\]+|\\"?|"(?:[^"\\]+|\\"?)*(?:"|\Z))*'
+_KEY = "[Nn][Aa][Mm][Ee]|[Ff][Ii][Ll][Ee][Nn][Aa][Mm][Ee]"
+# From a segment's end (the first segment, the disposition type, is no
+# parameter): the other parameters, skipped in one match, then one ``name``
+# or ``filename`` and its value (or nothing, at the end).
+_PARAMS = re.compile(rf"(?:\A{_SEGMENT})?(?:;(?!\s*(?:{_KEY})\s*=){_SEGMENT})*"
+                     rf"(?:;\s*({_KEY})\s*=({_SEGMENT}))?")
 _BODY, _HEAD, _END = 0, 1, 2
 
 
@@ -139,28 +155,44 @@ class MultipartScanner:
         return block[end + 4:]
 
     def _start_part(self, block: bytes) -> None:
-        disposition = None
-        for line in block.split(b"\r\n"):
-            name, _, value = line.partition(b":")
-            if name.strip().lower() == b"content-disposition":
-                disposition = _text(value.strip())
-        if disposition is None:
-            return
-        header = email.message.Message()
-        header["Content-Disposition"] = disposition
-        filename = header.get_filename()
-        if not filename:
-            return
         if len(self.parts) >= MAX_FILES:
             return
-        field = header.get_param("name", header="content-disposition")
-        self._current = FilePart(field if isinstance(field, str) else "", filename)
-        self.parts.append(self._current)
+        field, filename = part_names(block)
+        if filename:
+            self._current = FilePart(field or "", filename)
+            self.parts.append(self._current)
 
 
-def _text(raw: bytes) -> str:
-    """Browsers send a file name in UTF-8 as it is; older clients Latin-1."""
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return raw.decode("latin-1")
+def part_names(block: bytes) -> tuple[str | None, str | None]:
+    """The ``name`` and ``filename`` of a part's header block, as WebOb's
+    ``request.POST`` gives them to the application; None where absent.
+
+    Only the first ``Content-Disposition`` field counts, folded lines
+    included; it is read as UTF-8, an invalid byte becoming U+FFFD. Never
+    raises; time linear in the block.
+    """
+    found = _DISPOSITION.search(block)
+    if found is None:
+        return None, None
+    return disposition_names(found.group(1).decode("utf-8", "replace"))
+
+
+def disposition_names(value: str) -> tuple[str | None, str | None]:
+    """The ``name`` and ``filename`` parameters of a Content-Disposition
+    value, read exactly as Python's ``cgi.parse_header`` reads them (the
+    last of a name wins; ``filename*`` is another parameter, RFC 7578 4.2)
+    but in linear time."""
+    found: dict[str, str] = {}
+    for key, raw in _PARAMS.findall(value):
+        if key:
+            found[key.lower()] = raw
+    return _unquoted(found.get("name")), _unquoted(found.get("filename"))
+
+
+def _unquoted(raw: str | None) -> str | None:
+    if raw is None:
+        return None
+    value = raw.strip()
+    if len(value) >= 2 and value[0] == value[-1] == '"':
+        return value[1:-1].replace("\\\\", "\\").replace('\\"', '"')
+    return value

@@ -77,7 +77,7 @@ FIELD = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7e,
                               blacklist_characters='"\\'), min_size=1, max_size=12)
 FILENAME = st.text(st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp"),
                                  blacklist_characters='"\\%'),
-                   min_size=1, max_size=20).filter(lambda s: s.strip() == s)
+                   min_size=1, max_size=20)
 
 
 @st.composite
@@ -99,8 +99,9 @@ def forms(draw):
             filename = draw(FILENAME)
             style = draw(st.sampled_from(["quoted", "rfc5987"]))
             head = disposition(field, filename, style) + b"\r\nContent-Type: application/octet-stream"
-            expected.append({"field": field, "filename": filename,
-                             "received": len(data), "done": True})
+            if style == "quoted":  # WebOb gives a lone filename* as a text field
+                expected.append({"field": field, "filename": filename,
+                                 "received": len(data), "done": True})
         elif kind == "text":
             head = disposition(field, None)
         elif kind == "empty":
@@ -199,14 +200,15 @@ def test_content_holding_the_boundarys_prefix_is_counted_as_content():
              "done": True}], sizes
 
 
-def test_rfc5987_and_non_ascii_filenames_are_shown_as_sent():
+def test_non_ascii_filenames_are_shown_as_sent_and_a_lone_filename_star_is_no_file():
+    """RFC 7578 (4.2) forbids ``filename*`` in form data, and WebOb gives
+    such a part to the application as a text field: it is not listed."""
     body = form(BOUNDARY, [
         (b"Content-Disposition: form-data; name=\"f\"; filename*=UTF-8''%E2%82%AC%20rates.pdf",
          b"1"),
         (disposition("g", "résumé – 履歴書.pdf"), b"22"),
     ])
     assert read_through_tracking(body, CONTENT_TYPE, [65536])[1] == [
-        {"field": "f", "filename": "€ rates.pdf", "received": 1, "done": True},
         {"field": "g", "filename": "résumé – 履歴書.pdf", "received": 2, "done": True},
     ]
 

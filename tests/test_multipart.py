@@ -1,0 +1,321 @@
+"""The multipart scanner reads a part's ``Content-Disposition`` as WebOb's
+``request.POST`` does, and nothing it reads can break an upload (issue 20,
+items 1 to 3).
+
+DESIGN.md: a file is listed with its ``"filename": "<as sent>"``, only an
+empty filename is not listed, and tracking never refuses an upload. The
+scanner's answer is checked against what the application itself receives
+from WebOb, on crafted headers, on random headers (``part_names`` never
+raises, and agrees with WebOb's parser) and on random forms read in random
+splits.
+
+``MULTIPART_FUZZ_EXAMPLES`` (2000 by default; the slower tests run a
+quarter of it) raises the example counts for a long local run.
+"""
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+from email.feedparser import FeedParser
+
+import pytest
+import webob
+import webtest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pyramid.response import Response
+from webob.compat import parse_header  # the parser behind WebOb's request.POST
+
+from pyramid_upload_progress import multipart
+from tests.e2e.client import ALICE, get_json
+from tests.e2e.servers import serve
+from tests.test_attack_multipart import READ_SIZES, form, read_through_tracking
+from tests.test_functional import make_app, poll
+
+BOUNDARY = "----WebKitFormBoundary7MA4YWxkTrZu0gW"
+CONTENT_TYPE = f"multipart/form-data; boundary={BOUNDARY}"
+PAD = (b"title", b"x" * 2000)  # above the test app's tracking threshold either way
+
+
+def files_received(request):
+    """The file fields as the application gets them from WebOb."""
+    return Response(json=[[name, value.filename, len(value.value)]
+                          for name, value in request.POST.items()
+                          if hasattr(value, "filename")])
+
+
+def form_app():
+    return webtest.TestApp(make_app(configure=lambda config: (
+        config.add_route("form", "/form"),
+        config.add_view(files_received, route_name="form"))))
+
+
+def part(disposition: bytes, content: bytes = b"data") -> tuple[bytes, bytes]:
+    return b"Content-Disposition: " + disposition, content
+
+
+def post_tracked(parts: list[tuple[bytes, bytes]], upload_id: str = "x"):
+    """POST a form with an upload id; the app's files and the listed ones."""
+    app = form_app()
+    body = form(BOUNDARY, [part(b'form-data; name="' + PAD[0] + b'"', PAD[1]), *parts])
+    answer = app.request(f"/form?X-Progress-ID={upload_id}", method="POST", body=body,
+                         headers={"Content-Type": CONTENT_TYPE, "X-User": "alice"})
+    listed = poll(app, upload_id).json["files"]
+    return answer.json, [[f["field"], f["filename"], f["received"]] for f in listed]
+
+
+# -- item 1: a crafted header is served, and listed as the app sees it -------
+
+CRAFTED = [
+    b"form-data; name=\"f\"; filename*=UTF-8\x00''a.txt",
+    b'form-data; name="f"; filename*0="a"; filename*="b.txt"',
+    b"form-data; name=\"f\"; filename*=UTF-8''%E2%82%AC%20rates.pdf",
+    b"form-data; name=\"f\"; filename*0*=UTF-8''a; filename*1=\"b\"",
+    b'form-data; name="f"; filename="\x00"',
+    b'form-data; name="f"; filename="a\\"; b.txt"',
+    b'form-data; name="f"; filename="unterminated; name=g',
+    b'form-data; name="f"; filename="\xff\xfe.bin"',
+]
+
+
+@pytest.mark.parametrize("disposition", CRAFTED)
+def test_a_crafted_disposition_is_served_and_listed_as_the_app_gets_it(disposition):
+    got, listed = post_tracked([part(disposition)])
+    assert listed == got
+
+
+@pytest.mark.parametrize("head", [
+    b'Content-Disposition: form-data; name="a"; filename="first.txt"\r\n'
+    b'Content-Disposition: form-data; name="b"; filename="second.txt"',
+    b'Content-Disposition: form-data; name="f";\r\n filename="folded.txt"',
+    b'Content-Disposition: form-data; name="f"; filename="a\r\n\tb.txt"',
+    b'Content-Disposition: form-data; name="f";\n\tfilename="lf-folded.txt"',
+    b'Content-Disposition: form-data; name="f";\rfilename="cr.txt"',
+    b'Content-Disposition : form-data; name="f"; filename="spaced.txt"',
+    b'X-Before: 1\r\ncontent-DISPOSITION:form-data;name=f;filename=bare.txt\r\nX-After: 2',
+])
+def test_the_header_lines_are_read_as_the_app_gets_them(head):
+    got, listed = post_tracked([(head, b"data")])
+    assert listed == got
+
+
+def test_filename_wins_over_filename_star_as_in_webob():
+    """RFC 7578 forbids ``filename*`` in form data; WebOb ignores it."""
+    got, listed = post_tracked([
+        part(b"form-data; name=\"a\"; filename*=UTF-8''star.txt; filename=\"plain.txt\""),
+        part(b"form-data; name=\"b\"; filename=\"plain.txt\"; filename*=UTF-8''star.txt"),
+    ])
+    assert got == listed == [["a", "plain.txt", 4], ["b", "plain.txt", 4]]
+
+
+@pytest.mark.e2e
+def test_a_crafted_disposition_on_gunicorn_is_served_to_a_streaming_view():
+    body = form(BOUNDARY, [part(b'form-data; name="' + PAD[0] + b'"', PAD[1]),
+                           part(b'form-data; name="f"; filename*0="a"; filename*="b.txt"'),
+                           part(b'form-data; name="g"; filename=" g.txt"', b"gg")])
+    with serve("gunicorn", "tests.plain_app:app",
+               env={"UPLOAD_PROGRESS_SETTINGS": "{}"}) as server:
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        try:
+            connection.request("POST", "/upload?X-Progress-ID=crafted", body=body,
+                               headers={"Content-Type": CONTENT_TYPE, **ALICE})
+            response = connection.getresponse()
+            status, answer = response.status, response.read()
+        finally:
+            connection.close()
+        assert status == 200, answer
+        assert json.loads(answer)["read"] == len(body)
+        _, _, report = get_json(server.port, "/upload-progress?X-Progress-ID=crafted", ALICE)
+    assert report["files"] == [{"field": "g", "filename": " g.txt", "received": 2,
+                                "done": True}]
+
+
+# -- item 3: file names as sent ----------------------------------------------
+
+def test_file_names_are_listed_with_their_whitespace_and_only_empty_ones_are_not():
+    got, listed = post_tracked([
+        part(b'form-data; name="a"; filename=" notes.txt"', b"1"),
+        part(b'form-data; name="b"; filename="   "', b"22"),
+        part(b'form-data; name="c"; filename=""', b""),
+        part(b'form-data; name="d"; filename="\tx.txt "', b"333"),
+    ])
+    assert got == listed == [["a", " notes.txt", 1], ["b", "   ", 2], ["d", "\tx.txt ", 3]]
+
+
+# -- item 2: the header costs time linear in its length ----------------------
+
+def test_sixteen_thousand_semicolons_in_a_quoted_name_are_listed_as_sent():
+    """The cost is measured by benchmarks/multipart_scan.py; here the answer."""
+    got, listed = post_tracked([
+        part(b'form-data; name="' + b";" * 16000 + b'"; filename="a;b.txt"'),
+        part(b'form-data; name="f"; filename="' + b";" * 16000 + b'"'),
+    ])
+    assert got == listed == [[";" * 16000, "a;b.txt", 4], ["f", ";" * 16000, 4]]
+
+
+def test_parts_past_the_cap_are_not_parsed(monkeypatch):
+    parsed = []
+    real = multipart.part_names
+    monkeypatch.setattr(multipart, "part_names",
+                        lambda block: parsed.append(block) or real(block))
+    body = form(BOUNDARY, [part(f'form-data; name="f{i}"; filename="{i}"'.encode(), b"")
+                           for i in range(multipart.MAX_FILES + 50)])
+    _, files = read_through_tracking(body, CONTENT_TYPE, [65536])
+    assert len(files) == multipart.MAX_FILES
+    assert len(parsed) == multipart.MAX_FILES
+
+
+# -- the header parser against WebOb's, on random headers --------------------
+
+EXAMPLES = int(os.environ.get("MULTIPART_FUZZ_EXAMPLES", 2000))
+FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+SLOW_FUZZ = settings(FUZZ, max_examples=max(EXAMPLES // 4, 1))
+
+PIECES = st.one_of(
+    st.sampled_from(["name", "filename", "filename*", "NAME", "FileName", "filename*0",
+                     "filename*1*", "UTF-8''", "form-data", "=", ";", '"', "\\", '\\"', "\\\\",
+                     " ", "\t", "*", "'", "%22", "\x00", "\x0b", "\x1c", "\x85", "\xa0",
+                     "\u2028", "\u3000", "\u212a", "\u0131", "\u0130", "\u017f", "é", "€"]),
+    st.text(max_size=6),
+)
+VALUES = st.lists(PIECES, max_size=40).map("".join)
+
+
+@FUZZ
+@given(value=VALUES)
+def test_the_disposition_parser_reads_any_value_as_webob_does(value):
+    _, params = parse_header(value)
+    assert multipart.disposition_names(value) == (params.get("name"), params.get("filename"))
+
+
+@FUZZ
+@given(raw=st.lists(st.one_of(PIECES.map(lambda s: s.encode("utf-8")),
+                              st.binary(max_size=6)), max_size=40).map(b"".join),
+       head=st.sampled_from([b"Content-Disposition:", b"content-disposition: ",
+                             b"X-Other: a\r\nCONTENT-DISPOSITION:\t"]))
+def test_a_header_block_of_any_bytes_is_read_as_webob_reads_it(raw, head):
+    block = head + raw
+    names = multipart.part_names(block)
+    if b"\r" not in raw and b"\n" not in raw:  # one header line, as HTTP has it
+        _, params = parse_header(raw.decode("utf-8", "replace"))
+        assert names == (params.get("name"), params.get("filename"))
+
+
+def as_webob_reads(block: bytes) -> tuple[str | None, str | None]:
+    """Names from a header block the way WebOb's cgi.FieldStorage gets them:
+    lines (``readline``) up to a blank one, decoded, through the e-mail
+    parser, the first Content-Disposition through ``parse_header``."""
+    text = b""
+    for line in re.findall(rb"[^\n]*\n", block + b"\r\n\r\n"):
+        text += line
+        if not line.strip():
+            break
+    parser = FeedParser()
+    parser.feed(text.decode("utf-8", "replace"))
+    value = parser.close()["content-disposition"]
+    if value is None:
+        return None, None
+    _, params = parse_header(value)
+    return params.get("name"), params.get("filename")
+
+
+TOKEN = st.text("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ",
+                min_size=1, max_size=8)
+LINE_VALUE = st.lists(st.one_of(PIECES.map(lambda s: s.encode("utf-8")), st.binary(max_size=6)),
+                      max_size=12).map(lambda pieces: b"".join(pieces).replace(b"\r", b"")
+                                       .replace(b"\n", b""))
+
+
+@st.composite
+def header_blocks(draw) -> bytes:
+    """Well-formed header lines (a name, or a fold), any line ends, any bytes."""
+    block = b""
+    for i in range(draw(st.integers(1, 5))):
+        kind = draw(st.sampled_from(["disposition", "other", "fold"] if i else
+                                    ["disposition", "other"]))
+        if kind == "disposition":
+            start = draw(st.sampled_from([b"Content-Disposition:", b"content-disposition: ",
+                                          b"CONTENT-DISPOSITION:\t"]))
+        elif kind == "other":
+            start = draw(TOKEN).encode() + b":"
+        else:
+            start = draw(st.sampled_from([b" ", b"\t"])) + b"x"  # no blank line
+        if block:
+            block += draw(st.sampled_from([b"\r\n", b"\n", b"\r"]))
+        block += start + draw(LINE_VALUE)
+    return block
+
+
+@SLOW_FUZZ
+@given(block=header_blocks())
+def test_header_lines_folds_and_line_ends_are_read_as_webob_reads_them(block):
+    assert multipart.part_names(block) == as_webob_reads(block)
+
+
+@FUZZ
+@given(block=st.binary(max_size=200))
+def test_any_bytes_as_a_header_block_never_raise(block):
+    name, filename = multipart.part_names(block)
+    assert name is None or isinstance(name, str)
+    assert filename is None or isinstance(filename, str)
+
+
+# -- random forms, read in random splits, against WebOb's request.POST -------
+
+KEYS = st.sampled_from(["name", "filename", "filename*", "NAME", "FileName", "other"])
+TEXT = st.one_of(st.text(max_size=12), st.sampled_from([" notes.txt", "   ", "", "a;b", 'q"t',
+                                                        "back\\slash", "\\", "€.pdf"]))
+
+
+@st.composite
+def param(draw) -> bytes:
+    key = draw(KEYS)
+    text = draw(TEXT).replace("\r", "").replace("\n", "")
+    style = draw(st.sampled_from(["quoted", "escaped", "browser", "bare", "raw bytes"]))
+    if style == "quoted":
+        value = f'"{text}"'.encode()
+    elif style == "escaped":
+        value = ('"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"').encode()
+    elif style == "browser":
+        value = ('"' + text.replace('"', "%22") + '"').encode()
+    elif style == "bare":
+        value = text.encode()
+    else:
+        value = b'"' + draw(st.binary(max_size=8)).replace(b"\r", b"").replace(b"\n", b"") + b'"'
+    space = draw(st.sampled_from([b"", b" ", b"\t "]))
+    return b";" + space + key.encode() + space + b"=" + space + value
+
+
+@st.composite
+def random_forms(draw):
+    boundary = draw(st.sampled_from([BOUNDARY, "b", "x-7"]))
+    delimiter = b"\n--" + boundary.encode()
+    pieces = st.one_of(st.binary(max_size=30), st.just(b"\r\n"), st.just(b"\n"),
+                       st.integers(1, len(delimiter)).map(lambda k: b"\r" + delimiter[:k]))
+    # Content holds pieces of the delimiter, never a whole line of it.
+    content = st.lists(pieces, max_size=8).map(b"".join).filter(
+        lambda c: delimiter not in b"\n" + c)
+    parts = []
+    for _ in range(draw(st.integers(0, 5))):
+        head = b"Content-Disposition: form-data" + b"".join(draw(st.lists(param(), max_size=4)))
+        if draw(st.booleans()):
+            head += b"\r\nContent-Type: application/octet-stream"
+        parts.append((head, draw(content)))
+    return boundary, form(boundary, parts)
+
+
+@SLOW_FUZZ
+@given(generated=random_forms(), sizes=READ_SIZES)
+def test_random_forms_list_the_files_webob_gives_the_app(generated, sizes):
+    boundary, body = generated
+    content_type = f"multipart/form-data; boundary={boundary}"
+    request = webob.Request.blank("/", method="POST", body=body, content_type=content_type)
+    expected = [{"field": name or "", "filename": value.filename,
+                 "received": len(value.value), "done": True}
+                for name, value in request.POST.items() if hasattr(value, "filename")]
+    got, files = read_through_tracking(body, content_type, sizes)
+    assert got == body
+    assert files == expected
