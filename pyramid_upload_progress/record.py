@@ -47,6 +47,10 @@ class UploadRecord:
     """The file parts of a ``multipart/form-data`` body, else ``None``."""
     stage: dict[str, Any] | None = None
     """``{"name": str, "done": int | None, "total": int | None}`` once set."""
+    body_end: float | None = None
+    """Epoch seconds (the store's clock) when the body was read whole: the
+    read that returned its last byte (or ``b""`` of a chunked body);
+    ``None`` until then."""
 
     @property
     def state(self) -> str:
