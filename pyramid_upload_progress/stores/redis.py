@@ -14,7 +14,7 @@ from typing import Any
 
 import redis
 from redis.backoff import NoBackoff
-from redis.cluster import RedisCluster
+from redis.cluster import LoadBalancingStrategy, RedisCluster
 from redis.exceptions import NoScriptError
 from redis.retry import Retry
 from zope.interface import implementer
@@ -335,7 +335,8 @@ def cluster_client(url: str, socket_timeout: float, read_from_replicas: bool) ->
     the cluster's slots when it is made (so the cluster must answer then)
     and again after a connection error or a redirection: a failover is
     followed by itself."""
-    return RedisCluster.from_url(url, read_from_replicas=read_from_replicas,
+    strategy = LoadBalancingStrategy.ROUND_ROBIN if read_from_replicas else None
+    return RedisCluster.from_url(url, load_balancing_strategy=strategy,
                                  **_bounded(socket_timeout))
 
 
