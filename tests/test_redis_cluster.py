@@ -277,3 +277,18 @@ def test_settings_that_cannot_work_stop_the_app(settings):
 
     with pytest.raises(ConfigurationError):
         make_app({"upload_progress.store": "redis", **settings})
+
+
+def test_the_app_starts_while_the_cluster_is_down():
+    import webtest
+
+    from tests.e2e.servers import free_port
+    from tests.plain_app import make_app
+
+    app = webtest.TestApp(make_app({
+        "upload_progress.store": "redis", "upload_progress.threshold": "0",
+        "upload_progress.redis.url": f"redis://127.0.0.1:{free_port()}/0",
+        "upload_progress.redis.cluster": "true",
+        "upload_progress.redis.socket_timeout": "0.3"}))
+    assert app.post("/upload?X-Progress-ID=abc", b"x" * 100).json["read"] == 100
+    app.get("/upload-progress?X-Progress-ID=abc", status=503)

@@ -389,3 +389,95 @@ def test_a_hung_redis_costs_an_upload_one_socket_timeout_and_a_report_503(
     assert len(outages) == 1
     app.post("/upload?X-Progress-ID=back", b"x" * 100, headers=alice)
     assert app.get("/upload-progress?X-Progress-ID=back", headers=alice).json["state"] == "done"
+
+
+# -- the end of the body, and reads that never write ---------------------------
+
+def test_the_read_that_ends_the_body_is_recorded_and_refuses_a_cancel(server):
+    store = server.store()
+    key = store.start("abc", "/upload", 100, Progress())
+    store.set_owner(key, "alice")
+    store.update(key, 100, None)  # all bytes, but the body's end not yet read
+    assert store.get("abc", "alice").body_end is None
+    before = server.now()
+    store.update(key, 100, None, ended=True)
+    body_end = store.get("abc", "alice").body_end
+    assert before - 0.01 <= body_end <= server.now() + 0.01
+    store.update(key, 100, None, ended=True)  # once set, kept
+    assert store.get("abc", "alice").body_end == body_end
+    assert store.cancel("abc", "alice") is None
+
+
+def test_a_body_read_whole_is_decided_by_its_end_not_by_its_size(server):
+    store = server.store()
+    key = store.start("abc", "/upload", 100, Progress())
+    store.set_owner(key, "alice")
+    store.update(key, 100, None)
+    assert store.cancel("abc", "alice").cancelled
+    assert store.update(key, 100, None, ended=True) is True
+
+
+READS = {"evalsha", "evalsha_ro", "time", "hgetall", "hmget", "zrangebyscore"}
+
+
+def test_polls_and_listings_never_write_even_over_expired_entries(server):
+    prefix = fresh_prefix()
+    store = server.store(prefix=prefix, timeout=0.2, stall_timeout=5)
+    for n in range(3):
+        finished_upload(store, f"mine-{n}")
+        finished_upload(store, "again")
+    time.sleep(0.3)  # expired, still in their hashes and alice's index
+
+    def reads():
+        assert store.get("mine-1", "alice") is None
+        assert store.get("again", "alice") is None
+        assert store.list("alice") == []
+
+    commands = {name.removeprefix("cmdstat_") for name in work_of(server, reads)}
+    assert commands - {"info"} <= READS
+    assert server.keys(prefix) == []  # ... and gone by expiry
+
+
+def test_writes_drop_expired_uploads_from_a_hash_and_an_index(server):
+    prefix = fresh_prefix()
+    store = server.store(prefix=prefix, timeout=0.2, stall_timeout=5)
+    finished_upload(store, "abc")
+    finished_upload(store, "def")
+    longer = server.store(prefix=prefix, timeout=60, stall_timeout=5)
+    key = longer.start("abc", "/upload", 100, Progress())  # keeps both keys alive
+    longer.set_owner(key, "alice")
+    time.sleep(0.3)
+    longer.start("abc", "/upload", 100, Progress())
+    longer.set_owner(longer.start("def", "/upload", 100, Progress()), "alice")
+    client = server.client()
+    fields = client.hkeys(f"{prefix}u:{{abc}}")
+    assert len({field.split(":")[0] for field in fields}) == 2  # the expired one dropped
+    assert client.zcard(f"{prefix}o:alice") == 2
+
+
+def test_reads_can_be_answered_by_a_replica(server):
+    from tests.e2e.servers import HOST
+    from tests.redis_server import RedisServer
+
+    replica = RedisServer(require_redis(), "--replicaof", HOST, str(server.port))
+    try:
+        replica.start()
+        deadline = time.monotonic() + 10
+        while replica.client().info("replication")["master_link_status"] != "up":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        prefix = fresh_prefix()
+        store = server.store(prefix=prefix)
+        finished_upload(store, "abc")
+        reader = RedisUploadProgressStore(server.store().client, prefix=prefix,
+                                          read_client=redis_client(replica.url, 2.0),
+                                          replica_reads=True)
+        while not reader.list("alice"):  # the replica catches up
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert reader.get("abc", "alice").state == "done"
+        assert [record.id for record in reader.list("alice")] == ["abc"]
+        calls = replica.client().info("commandstats")
+        assert calls["cmdstat_evalsha_ro"]["calls"] >= 2
+    finally:
+        replica.close()

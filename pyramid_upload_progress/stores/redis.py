@@ -8,7 +8,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Mapping
 from importlib.resources import files as _package_files
 from typing import Any
 
@@ -89,7 +90,7 @@ class RedisUploadProgressStore:
         self.timeout = timeout
         self.stall_timeout = stall_timeout
         self.replica_reads = replica_reads
-        self._one_server = not isinstance(client, RedisCluster)
+        self._one_server = not isinstance(client, (RedisCluster, ClusterOnFirstUse))
         self._timeout_ms = str(round(timeout * 1000))
         live_ms = round((stall_timeout + timeout) * 1000)
         self._live_ms = str(live_ms)
@@ -327,17 +328,38 @@ def _bounded(socket_timeout: float) -> dict[str, Any]:
             "retry": Retry(NoBackoff(), 0)}
 
 
-def cluster_client(url: str, socket_timeout: float, read_from_replicas: bool) -> RedisCluster:
+class ClusterOnFirstUse:
+    """A ``RedisCluster`` made at its first use, then stood in for: made
+    at once, a cluster client asks a node for the cluster's slots, which
+    would stop an app from starting while the cluster is down. A first use
+    that fails (no node answers) raises, and the next use tries again."""
+
+    def __init__(self, make: Callable[[], RedisCluster]) -> None:
+        self._make = make
+        self._client: RedisCluster | None = None
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        client = self._client
+        if client is None:
+            with self._lock:
+                if self._client is None:
+                    self._client = self._make()
+                client = self._client
+        return getattr(client, name)
+
+
+def cluster_client(url: str, socket_timeout: float,
+                   read_from_replicas: bool) -> ClusterOnFirstUse:
     """A redis-py ``RedisCluster`` for the cluster ``url`` names a node of,
-    each call bounded as :func:`redis_client`'s; with
-    ``read_from_replicas``, read-only commands (``EVALSHA_RO``, ``HMGET``)
-    go to the primaries and their replicas in turn. It asks the node for
-    the cluster's slots when it is made (so the cluster must answer then)
-    and again after a connection error or a redirection: a failover is
-    followed by itself."""
+    made at its first use, each call bounded as :func:`redis_client`'s;
+    with ``read_from_replicas``, read-only commands (``EVALSHA_RO``,
+    ``HMGET``) go to the primaries and their replicas in turn. After a
+    connection error or a redirection it asks for the cluster's slots
+    again: a failover is followed by itself."""
     strategy = LoadBalancingStrategy.ROUND_ROBIN if read_from_replicas else None
-    return RedisCluster.from_url(url, load_balancing_strategy=strategy,
-                                 **_bounded(socket_timeout))
+    return ClusterOnFirstUse(lambda: RedisCluster.from_url(
+        url, load_balancing_strategy=strategy, **_bounded(socket_timeout)))
 
 
 def sentinel_clients(url: str, sentinels: list[tuple[str, int]], master: str,
