@@ -481,3 +481,20 @@ def test_reads_can_be_answered_by_a_replica(server):
         assert calls["cmdstat_evalsha_ro"]["calls"] >= 2
     finally:
         replica.close()
+
+
+def test_an_upload_longer_than_its_lifetime_stays_listed(server):
+    """Each progress write renews an upload's lifetime (stall_timeout +
+    timeout); its entry in the owner's index is renewed with it."""
+    prefix = fresh_prefix()
+    store = server.store(prefix=prefix, timeout=0.2, stall_timeout=0.3)
+    key = store.start("long", "/upload", 10**6, Progress())
+    store.set_owner(key, "alice")
+    started = time.monotonic()
+    received = 0
+    while time.monotonic() - started < 2.0:  # four lifetimes
+        received += 1
+        store.update(key, received, None)
+        assert [record.received for record in store.list("alice")] == [received]
+        time.sleep(0.05)
+    assert server.client().pttl(f"{prefix}o:alice") > 0

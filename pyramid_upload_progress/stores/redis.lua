@@ -88,18 +88,6 @@ local function set_progress(hash, r, received, files)
   else set(hash, r, 'files', files) end
 end
 
--- After upload ``r`` got a later expiry: its owner when the owner's index
--- must be told (index_owner with the lifetime the upload has now, plus a
--- tenth, so that this happens once per tenth of that lifetime), else nil.
-local function owner_to_reindex(hash, r, expires, live_ms)
-  local values = redis.call('HMGET', hash, r .. ':owner', r .. ':indexed')
-  if values[1] and tonumber(values[2]) < expires then
-    set(hash, r, 'indexed', ms(expires + math.floor(live_ms / 10)))
-    return values[1]
-  end
-  return nil
-end
-
 -- The upload a poll for ``id`` by ``owner`` (false: none) answers, from
 -- ``hash``: the newest of the owner's own, else the newest pending or
 -- ownerless one. Returns R and its fields, or nil.
@@ -186,18 +174,31 @@ if op == 'start' then
 elseif op == 'update' then
   -- ARGV: key, received, files ('' for none), ended ('1': the body's last
   -- read), live_ms -> {cancelled (0/1)[, owner whose index to tell]}
+  -- The most frequent call: one read, one write, the expiry.
   local values = redis.call('HMGET', hash, r .. ':started', r .. ':finished',
-                            r .. ':cancelled', r .. ':expires', r .. ':body_end')
+                            r .. ':cancelled', r .. ':expires', r .. ':body_end',
+                            r .. ':owner', r .. ':indexed')
   if not values[1] or values[2] or tonumber(values[4]) <= now_ms then return {0} end
   local live_ms = tonumber(ARGV[6])
-  set_progress(hash, r, ARGV[3], ARGV[4])
-  if ARGV[5] == '1' and not values[5] then set(hash, r, 'body_end', now) end
   local expires = now_ms + live_ms
-  set(hash, r, 'expires', ms(expires))
+  local fields = {'received', ARGV[3], 'updated', now, 'expires', ms(expires)}
+  -- files only grow (a body that is not multipart has none, ever)
+  if ARGV[4] ~= '' then table.insert(fields, 'files'); table.insert(fields, ARGV[4]) end
+  if ARGV[5] == '1' and not values[5] then
+    table.insert(fields, 'body_end'); table.insert(fields, now)
+  end
+  -- Its owner's index is told once per tenth of the upload's lifetime.
+  local owner = nil
+  if values[6] and tonumber(values[7]) < expires then
+    owner = values[6]
+    table.insert(fields, 'indexed')
+    table.insert(fields, ms(expires + math.floor(live_ms / 10)))
+  end
+  set(hash, r, unpack(fields))
   -- No upload of the hash outlives this one (each expires at most live_ms
   -- after its last write): no tidying needed.
   redis.call('PEXPIREAT', hash, ms(expires))
-  return {tonumber(values[3]), owner_to_reindex(hash, r, expires, live_ms)}
+  return {tonumber(values[3]), owner}
 
 elseif op == 'own' then
   -- ARGV: key, lifetime_ms (of its owner index entry)[, owner] (no owner
