@@ -46,17 +46,16 @@ class RedisUploadProgressStore:
 
     Keys, under ``prefix``: ``u:{<tag>}`` a hash per upload id (the tag; an
     upload without one has its own), holding the fields of its uploads;
-    ``o:<owner>`` a sorted set of the owner's uploads. What a call touches
-    is in one hash slot (the braces are a hash tag), but for
-    :meth:`set_owner`, which names an upload in its owner's index too, and
-    :meth:`list`, which reads the owner's index and then the uploads it
-    names, wherever they are. On one Redis every call is one round-trip
-    (``set_owner`` one script); on a cluster ``set_owner`` is two scripts
-    sent at once (one round, on two nodes at most), and everywhere
-    :meth:`list` is two rounds: the index, then the uploads, one pipeline
-    per node sent at once. A poll by id costs O(the uploads with that id),
-    a listing O(the owner's uploads of the last ``2 * (stall_timeout +
-    timeout)``), whatever else Redis holds. Every key expires by itself on
+    ``o:<owner>`` a sorted set of the owner's uploads, each scored by when
+    it expires. The braces are a hash tag: a poll, and every write of an
+    upload, touch one key in one slot; naming the owner, the end and a
+    discard also touch the owner's index, maybe in another slot. On one
+    Redis each is one script, one round-trip; on a cluster two scripts
+    sent at once (one round, two nodes at most). A listing is two rounds
+    everywhere: the owner's index, then the uploads it names, one pipeline
+    per node, all sent before any answer is read. A poll costs O(the
+    uploads with that id), a listing O(the owner's live uploads), whatever
+    else Redis holds. Every key expires by itself on
     the server: an upload ``stall_timeout + timeout`` after its last
     progress and ``timeout`` after its end, a hash with the last of its
     uploads, an index with its last entry. Writes drop what has expired;
@@ -257,7 +256,7 @@ class RedisUploadProgressStore:
 
 class _Key(str):
     """A store key that, in the process serving the upload, remembers its
-    owner's index once :meth:`RedisUploadProgressStore.set_owner` named it,
+    owner's index once ``RedisUploadProgressStore.set_owner`` named it,
     so that the upload's end updates that index in the same round-trip."""
 
     owner_index: str | None = None
