@@ -292,3 +292,32 @@ def test_the_app_starts_while_the_cluster_is_down():
         "upload_progress.redis.socket_timeout": "0.3"}))
     assert app.post("/upload?X-Progress-ID=abc", b"x" * 100).json["read"] == 100
     app.get("/upload-progress?X-Progress-ID=abc", status=503)
+
+
+def test_the_sentinel_settings_make_clients_of_the_named_primary_and_a_replica():
+    from redis.sentinel import SentinelManagedSSLConnection
+
+    from pyramid_upload_progress import IUploadProgressStore
+    from tests.plain_app import make_app
+
+    app = make_app({
+        "upload_progress.store": "redis",
+        "upload_progress.redis.url": "rediss://someone:secret@ignored:1/3",
+        "upload_progress.redis.sentinels": "127.0.0.1:1 [::1]:2",
+        "upload_progress.redis.sentinel_master": "uploads",
+        "upload_progress.redis.read_from_replicas": "true",
+        "upload_progress.redis.socket_timeout": "0.3"})  # sentinels down: starts all the same
+    store = app.registry.getUtility(IUploadProgressStore)
+    primary, replica = store.client.connection_pool, store.read_client.connection_pool
+    assert (primary.service_name, primary.is_master) == ("uploads", True)
+    assert (replica.service_name, replica.is_master) == ("uploads", False)
+    sentinels = primary.sentinel_manager.sentinels
+    assert [(s.connection_pool.connection_kwargs["host"],
+             s.connection_pool.connection_kwargs["port"]) for s in sentinels] == [
+        ("127.0.0.1", 1), ("::1", 2)]
+    assert sentinels[0].connection_pool.connection_kwargs["socket_timeout"] == 0.3
+    options = primary.connection_kwargs
+    assert (options["db"], options["username"], options["password"]) == (3, "someone", "secret")
+    assert options["socket_timeout"] == options["socket_connect_timeout"] == 0.3
+    assert primary.connection_class is SentinelManagedSSLConnection
+    assert store.replica_reads
