@@ -55,10 +55,11 @@ class RedisUploadProgressStore:
     everywhere: the owner's index, then the uploads it names, one pipeline
     per node, all sent before any answer is read. A poll costs O(the
     uploads with that id), a listing O(the owner's live uploads), whatever
-    else Redis holds. Every key expires by itself on
-    the server: an upload ``stall_timeout + timeout`` after its last
-    progress and ``timeout`` after its end, a hash with the last of its
-    uploads, an index with its last entry. Writes drop what has expired;
+    else Redis holds. Every key expires by itself on the server: an upload
+    ``stall_timeout + timeout`` after its last progress and ``timeout``
+    after its end, a hash with the last of its uploads, an index with its
+    last entry (an unfinished upload's entry a tenth later: it is renewed
+    once per tenth of its lifetime, not at every write). Writes drop what has expired;
     reads never write, so with ``replica_reads`` they run as
     ``EVALSHA_RO`` (Redis 7 or Valkey) and may be answered by replicas: by
     ``read_client`` when given (a Sentinel replica client), else as the
@@ -80,9 +81,11 @@ class RedisUploadProgressStore:
 
     throttled = True
 
-    def __init__(self, client: Any, *, prefix: str = "upload_progress:",
+    def __init__(self, client: redis.Redis | RedisCluster | ClusterOnFirstUse, *,
+                 prefix: str = "upload_progress:",
                  timeout: float = 300.0, stall_timeout: float = 3600.0,
-                 read_client: Any = None, replica_reads: bool = False) -> None:
+                 read_client: redis.Redis | None = None,
+                 replica_reads: bool = False) -> None:
         self.client = client
         self.read_client = client if read_client is None else read_client
         self.prefix = prefix
