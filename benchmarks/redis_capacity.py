@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import over_socket
 from harness import Row
 
 from pyramid_upload_progress.stores.redis import (
@@ -128,8 +129,7 @@ def uploads_per_node(figures: dict[str, tuple[float, float]]) -> float:
 @contextlib.contextmanager
 def _servers(tmp: str) -> Iterator[tuple[Any, Any] | None]:
     """(one redis-server's URL, a cluster) or None without redis-server/cli."""
-    import over_socket
-    from tests.redis_cluster import cluster
+    from tests.redis_cluster import cluster  # imports pytest: only when run
 
     if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
         yield None

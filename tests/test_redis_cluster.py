@@ -321,3 +321,21 @@ def test_the_sentinel_settings_make_clients_of_the_named_primary_and_a_replica()
     assert options["socket_timeout"] == options["socket_connect_timeout"] == 0.3
     assert primary.connection_class is SentinelManagedSSLConnection
     assert store.replica_reads
+
+
+def test_the_capacity_benchmark_row_runs(tmp_path):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    try:
+        import redis_capacity
+    finally:
+        sys.path.pop(0)
+    rows = redis_capacity.capacity_rows(str(tmp_path), seconds=0.2, threads=4)
+    assert [row.row for row in rows] == ["8a", "8b"]
+    for row in rows:
+        assert int(row.tracked.replace(",", "")) > 0
+        for op in redis_capacity.OPS:
+            assert f"{op} " in row.note
+    assert "calls per primary" in rows[1].note
