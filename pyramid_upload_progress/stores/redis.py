@@ -310,7 +310,7 @@ def redis_client(url: str, socket_timeout: float) -> redis.Redis:
     takes) whose every call fails after ``socket_timeout`` seconds at most:
     that connect, read and write timeout, and no retries. Its connection
     pool waits, that long at the most, for a free connection rather than
-    fail when :data:`MAX_CONNECTIONS` are in use (redis-py's own pool fails
+    fail when ``MAX_CONNECTIONS`` (1024) are in use (redis-py's own pool fails
     at once past 100: a busy worker's polls answered 503), and reconnects
     by itself once Redis answers again. No connection is made until the
     first call, so an app starts while Redis is down."""
