@@ -8,6 +8,7 @@ both sides of each ratio alike.
     .venv/bin/python benchmarks/run.py --quick    # the same rows, small, ~15 s
     .venv/bin/python benchmarks/run.py --stores memory,redis,sqlite
     .venv/bin/python benchmarks/run.py --profile 1c   # where the add-on's time goes
+    .venv/bin/python benchmarks/run.py --only 8       # Redis capacity, one node and a cluster
 
 Only the add-on's public API is used. See benchmarks/README.md for what
 each row measures and the figures of a full run.
@@ -32,6 +33,7 @@ sys.path[:0] = [str(HERE), str(HERE.parent)]  # bench_app for gunicorn; tests.e2
 
 import in_process  # noqa: E402
 import over_socket  # noqa: E402
+import redis_capacity  # noqa: E402
 from harness import Row, call, environ  # noqa: E402
 
 STORES = ("memory", "redis", "sqlite")
@@ -87,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stores", default="memory",
                         help="comma-separated stores for rows 4 and 7: memory, redis, sqlite")
     parser.add_argument("--only", default="",
-                        help="comma-separated row groups to run (1-7); default all")
+                        help="comma-separated row groups to run (1-8); default 1-7 "
+                        "(8, Redis capacity, starts a cluster: only when asked)")
     parser.add_argument("--profile", metavar="ROW",
                         help="profile the tracked app on row 1a, 1b or 1c and exit")
     args = parser.parse_args(argv)
@@ -122,6 +125,9 @@ def main(argv: list[str] | None = None) -> int:
         if "7" in only:
             for store in stores:
                 rows += in_process.store_write_rows(sizes, store, tmp, redis_url)
+        if "8" in only:
+            rows += redis_capacity.capacity_rows(tmp, seconds=0.5 if args.quick else 3.0,
+                                                 threads=16)
         if only & set("356"):
             rows += [row for row in over_socket.socket_rows(socket_sizes, tmp)
                      if row.row[0] in only]

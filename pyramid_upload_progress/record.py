@@ -48,8 +48,9 @@ class UploadRecord:
     stage: dict[str, Any] | None = None
     """``{"name": str, "done": int | None, "total": int | None}`` once set."""
     body_end: float | None = None
-    """Epoch seconds when the body was read whole (the read that returned
-    its last byte, or ``b""`` of a chunked body); ``None`` until then."""
+    """Epoch seconds (the store's clock) when the body was read whole: the
+    read that returned its last byte (or ``b""`` of a chunked body);
+    ``None`` until then."""
 
     @property
     def state(self) -> str:

@@ -110,6 +110,21 @@ def _redis_url(name: str, value: Any, resolve: Resolve) -> str:
     return url
 
 
+def _addresses(name: str, value: Any, resolve: Resolve) -> list[tuple[str, int]] | None:
+    """``host:port host:port ...`` (an IPv6 host in brackets), or ``None``
+    when empty; a list of pairs is taken as parsed before."""
+    if isinstance(value, list):
+        return value
+    addresses = []
+    for word in _text(name, value).split():
+        host, _, port = word.rpartition(":")
+        host = host.removeprefix("[").removesuffix("]")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise _bad(name, value, "host:port pairs separated by spaces")
+        addresses.append((host, int(port)))
+    return addresses or None
+
+
 def _boolean(name: str, value: Any, resolve: Resolve) -> bool:
     text = _stripped(value)
     if isinstance(text, str) and text.lower() not in (
@@ -172,6 +187,10 @@ SETTINGS = (
     Setting("redis.url", "redis://localhost:6379/0", _redis_url),
     Setting("redis.prefix", "upload_progress:", _non_empty),
     Setting("redis.socket_timeout", 0.5, _seconds(zero_ok=False)),
+    Setting("redis.cluster", False, _boolean),
+    Setting("redis.sentinels", None, _addresses),
+    Setting("redis.sentinel_master", "mymaster", _non_empty),
+    Setting("redis.read_from_replicas", False, _boolean),
     Setting("update_interval", 0.25, _seconds(zero_ok=True)),
     Setting("max_uploads", 10000, _whole(1)),
     Setting("path", "/upload-progress", _path),
@@ -204,6 +223,10 @@ class UploadProgressSettings:
     redis_url: str
     redis_prefix: str
     redis_socket_timeout: float
+    redis_cluster: bool
+    redis_sentinels: list[tuple[str, int]] | None
+    redis_sentinel_master: str
+    redis_read_from_replicas: bool
     update_interval: float
     max_uploads: int
     path: str
@@ -243,6 +266,15 @@ def parse_settings(settings: MutableMapping[str, Any], resolve: Resolve,
         raise ConfigurationError(
             f"{PREFIX}sqlite.path is required with {PREFIX}store = sqlite: "
             "the SQLite file shared by the worker processes")
+    if values["redis_cluster"] and values["redis_sentinels"]:
+        raise ConfigurationError(
+            f"{PREFIX}redis.cluster and {PREFIX}redis.sentinels exclude each other: "
+            "a Redis Cluster fails over by itself, without Sentinel")
+    if values["redis_read_from_replicas"] and not (
+            values["redis_cluster"] or values["redis_sentinels"]):
+        raise ConfigurationError(
+            f"{PREFIX}redis.read_from_replicas needs {PREFIX}redis.cluster or "
+            f"{PREFIX}redis.sentinels: they say where the replicas are")
     for setting in SETTINGS:
         if setting.write_back:
             settings[PREFIX + setting.name] = values[setting.field]

@@ -78,8 +78,12 @@ def _missing(reason: str) -> None:
 class RedisServer:
     """One redis-server child process on a free loopback port."""
 
-    def __init__(self, binary: str) -> None:
+    def __init__(self, binary: str, *args: str) -> None:
         self.binary = binary
+        self.args = args
+        """More options: a cluster node's, a replica's, a sentinel's."""
+        self.config: tuple[str, ...] = ()
+        """A configuration file to start with (a sentinel needs one)."""
         self.port = free_port()
         self.dir = tempfile.mkdtemp(prefix="upload-progress-redis-")
         self.process: subprocess.Popen[bytes] | None = None
@@ -95,9 +99,9 @@ class RedisServer:
         """Start the server (again, on the same port) and wait for PING."""
         with open(self._log, "ab") as log:
             self.process = subprocess.Popen(
-                [self.binary, "--port", str(self.port), "--bind", HOST,
+                [self.binary, *self.config, "--port", str(self.port), "--bind", HOST,
                  "--save", "", "--appendonly", "no", "--dir", self.dir,
-                 "--daemonize", "no", "--loglevel", "warning"],
+                 "--daemonize", "no", "--loglevel", "warning", *self.args],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
@@ -117,13 +121,17 @@ class RedisServer:
         except OSError:
             return False
 
-    def stop(self) -> None:
-        """Stop the server (a hung one too); its data is gone."""
+    def stop(self, kill: bool = False) -> None:
+        """Stop the server (a hung one too); its data is gone. ``kill``:
+        at once (SIGKILL), as a crashed machine stops."""
         process, self.process = self.process, None
         if process is None or process.poll() is not None:
             return
         process.send_signal(signal.SIGCONT)
-        process.terminate()
+        if kill:
+            process.kill()
+        else:
+            process.terminate()
         try:
             process.wait(STOP_TIMEOUT)
         except subprocess.TimeoutExpired:

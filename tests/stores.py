@@ -79,6 +79,17 @@ def redis_backend(*, timeout: float, stall_timeout: float, max_uploads: int) -> 
     return Backend(store, time.sleep, server.now)
 
 
+def redis_cluster_backend(*, timeout: float, stall_timeout: float,
+                          max_uploads: int) -> Backend:
+    """The Redis store on the session's Redis Cluster (three primaries, three
+    replicas), under a fresh key prefix."""
+    from .redis_cluster import session_cluster
+
+    cluster = session_cluster()
+    store = cluster.store(timeout=timeout, stall_timeout=stall_timeout)
+    return Backend(store, time.sleep, cluster.now)
+
+
 _SQLITE_FILES = itertools.count()
 _sqlite_directory: tempfile.TemporaryDirectory[str] | None = None
 
@@ -100,4 +111,5 @@ def sqlite_backend(*, timeout: float, stall_timeout: float, max_uploads: int) ->
 
 
 BACKENDS: dict[str, BackendFactory] = {
-    "memory": memory_backend, "redis": redis_backend, "sqlite": sqlite_backend}
+    "memory": memory_backend, "redis": redis_backend,
+    "redis-cluster": redis_cluster_backend, "sqlite": sqlite_backend}

@@ -135,7 +135,7 @@ def test_a_percent_encoded_parameter_name_is_never_the_id():
 
 # -- the same attacks with the Redis and SQLite stores --------------------------
 #
-# The Redis store builds key names from the upload id (``id:<id>``) and the
+# The Redis store builds key names from the upload id (``u:{<id>}``) and the
 # owner (``o:<owner>``); the SQLite store compares them in SQL. Ids that
 # break the rule never reach a store (400, or served untracked); owners are
 # whatever the owner callable says, so they are fuzzed here too: glob and

@@ -135,38 +135,47 @@ class Counting:
         monkeypatch.setattr(connection_class, "send_packed_command", counted)
 
 
-def test_every_store_call_is_one_round_trip(server, monkeypatch):
+def test_every_store_call_is_one_round_trip_but_a_listing_two(server, monkeypatch):
+    """A listing reads the owner's index, then the uploads it names: on a
+    cluster they may be anywhere, so not in the index's script."""
     store = server.store()
     finished_upload(store, "warm-up")  # loads the script once
     counting = Counting(monkeypatch, store.client)
     calls = [
-        lambda: store.start("abc", "/upload", 1000, Progress()),
-        lambda: store.set_owner(key, "alice"),
-        lambda: store.update(key, 10, [{"field": "f", "filename": "a", "received": 1,
-                                        "done": False}]),
-        lambda: store.stage(key, "scan", None, None),
-        lambda: store.get("abc", "alice"),
-        lambda: store.list("alice"),
-        lambda: store.cancel("abc", "alice"),
-        lambda: store.finish(key, 1000, None, 409, True, True),
-        lambda: store.discard(key),
+        (1, lambda: store.start("abc", "/upload", 1000, Progress())),
+        (1, lambda: store.set_owner(key, "alice")),
+        (1, lambda: store.update(key, 10, [{"field": "f", "filename": "a", "received": 1,
+                                            "done": False}])),
+        (1, lambda: store.stage(key, "scan", None, None)),
+        (1, lambda: store.get("abc", "alice")),
+        (2, lambda: store.list("alice")),
+        (1, lambda: store.cancel("abc", "alice")),
+        (1, lambda: store.finish(key, 1000, None, 409, True, True)),
+        (1, lambda: store.discard(key)),
     ]
     key = None
-    for call in calls:
+    for round_trips, call in calls:
         before = counting.count
         result = call()
         key = key or result
-        assert counting.count - before == 1
+        assert counting.count - before == round_trips
 
 
 def fill_with_other_owners(server, prefix, count):
-    """``count`` finished uploads of as many other owners, in one pipeline."""
+    """``count`` finished uploads of as many other owners, in one pipeline
+    of the store's own script calls (the store's layout, without a
+    round-trip each)."""
+    from pyramid_upload_progress.stores.redis import SCRIPT_SHA
+
     pipe = server.client().pipeline(transaction=False)
-    filler = RedisUploadProgressStore(pipe, prefix=prefix)
     for n in range(count):
-        key = filler.start(f"id-{n}", "/upload", 100, None)
-        filler.set_owner(key, f"owner-{n}")
-        filler.finish(key, 100, None, 200, False, False)
+        key, upload = f"id-{n}:{n:018x}", f"{prefix}u:{{id-{n}}}"
+        index = f"{prefix}o:owner-{n}"
+        pipe.evalsha(SCRIPT_SHA, 1, upload, "start", key, f"id-{n}", "/upload", "100",
+                     "60000")
+        pipe.evalsha(SCRIPT_SHA, 2, upload, index, "own", key, "66000", f"owner-{n}")
+        pipe.evalsha(SCRIPT_SHA, 2, upload, index, "finish", key, "100", "", "200", "0",
+                     "0", "300000")
     pipe.execute()
 
 
@@ -268,7 +277,7 @@ def test_after_a_flood_of_uploads_every_key_expires(server):
         store.list(f"owner-{n % 13}")
     keys = ttls(server, prefix)
     kinds = {key[len(prefix):].split(":")[0] for key in keys}
-    assert kinds == {"u", "id", "o"}
+    assert kinds == {"u", "o"}
     assert [key for key, ttl in keys.items() if ttl < 0] == []
 
 
@@ -279,9 +288,8 @@ def test_an_index_lives_as_long_as_its_longest_lived_record(server):
     key = store.start("abc", "/upload", 100, Progress())  # kept 110 s
     store.set_owner(key, "alice")
     keys = ttls(server, prefix)
-    record = keys[f"{prefix}u:{key}"]
+    record = keys[f"{prefix}u:{{abc}}"]  # the hash of both uploads with id abc
     assert record > 100_000
-    assert keys[f"{prefix}id:abc"] >= record - 50
     assert keys[f"{prefix}o:alice"] >= record - 50
 
 
@@ -381,3 +389,112 @@ def test_a_hung_redis_costs_an_upload_one_socket_timeout_and_a_report_503(
     assert len(outages) == 1
     app.post("/upload?X-Progress-ID=back", b"x" * 100, headers=alice)
     assert app.get("/upload-progress?X-Progress-ID=back", headers=alice).json["state"] == "done"
+
+
+# -- the end of the body, and reads that never write ---------------------------
+
+def test_the_read_that_ends_the_body_is_recorded_and_refuses_a_cancel(server):
+    store = server.store()
+    key = store.start("abc", "/upload", 100, Progress())
+    store.set_owner(key, "alice")
+    store.update(key, 100, None)  # all bytes, but the body's end not yet read
+    assert store.get("abc", "alice").body_end is None
+    before = server.now()
+    store.update(key, 100, None, ended=True)
+    body_end = store.get("abc", "alice").body_end
+    assert before - 0.01 <= body_end <= server.now() + 0.01
+    store.update(key, 100, None, ended=True)  # once set, kept
+    assert store.get("abc", "alice").body_end == body_end
+    assert store.cancel("abc", "alice") is None
+
+
+def test_a_body_read_whole_is_decided_by_its_end_not_by_its_size(server):
+    store = server.store()
+    key = store.start("abc", "/upload", 100, Progress())
+    store.set_owner(key, "alice")
+    store.update(key, 100, None)
+    assert store.cancel("abc", "alice").cancelled
+    assert store.update(key, 100, None, ended=True) is True
+
+
+READS = {"evalsha", "evalsha_ro", "time", "hgetall", "hmget", "zrangebyscore"}
+
+
+def test_polls_and_listings_never_write_even_over_expired_entries(server):
+    prefix = fresh_prefix()
+    store = server.store(prefix=prefix, timeout=0.2, stall_timeout=5)
+    for n in range(3):
+        finished_upload(store, f"mine-{n}")
+        finished_upload(store, "again")
+    time.sleep(0.3)  # expired, still in their hashes and alice's index
+
+    def reads():
+        assert store.get("mine-1", "alice") is None
+        assert store.get("again", "alice") is None
+        assert store.list("alice") == []
+
+    commands = {name.removeprefix("cmdstat_") for name in work_of(server, reads)}
+    assert commands - {"info"} <= READS
+    assert server.keys(prefix) == []  # ... and gone by expiry
+
+
+def test_writes_drop_expired_uploads_from_a_hash_and_an_index(server):
+    prefix = fresh_prefix()
+    store = server.store(prefix=prefix, timeout=0.2, stall_timeout=5)
+    finished_upload(store, "abc")
+    finished_upload(store, "def")
+    longer = server.store(prefix=prefix, timeout=60, stall_timeout=5)
+    key = longer.start("abc", "/upload", 100, Progress())  # keeps both keys alive
+    longer.set_owner(key, "alice")
+    time.sleep(0.3)
+    longer.start("abc", "/upload", 100, Progress())
+    longer.set_owner(longer.start("def", "/upload", 100, Progress()), "alice")
+    client = server.client()
+    fields = client.hkeys(f"{prefix}u:{{abc}}")
+    assert len({field.split(":")[0] for field in fields}) == 2  # the expired one dropped
+    assert client.zcard(f"{prefix}o:alice") == 2
+
+
+def test_reads_can_be_answered_by_a_replica(server):
+    from tests.e2e.servers import HOST
+    from tests.redis_server import RedisServer
+
+    replica = RedisServer(require_redis(), "--replicaof", HOST, str(server.port))
+    try:
+        replica.start()
+        deadline = time.monotonic() + 10
+        while replica.client().info("replication")["master_link_status"] != "up":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        prefix = fresh_prefix()
+        store = server.store(prefix=prefix)
+        finished_upload(store, "abc")
+        reader = RedisUploadProgressStore(server.store().client, prefix=prefix,
+                                          read_client=redis_client(replica.url, 2.0),
+                                          replica_reads=True)
+        while not reader.list("alice"):  # the replica catches up
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert reader.get("abc", "alice").state == "done"
+        assert [record.id for record in reader.list("alice")] == ["abc"]
+        calls = replica.client().info("commandstats")
+        assert calls["cmdstat_evalsha_ro"]["calls"] >= 2
+    finally:
+        replica.close()
+
+
+def test_an_upload_longer_than_its_lifetime_stays_listed(server):
+    """Each progress write renews an upload's lifetime (stall_timeout +
+    timeout); its entry in the owner's index is renewed with it."""
+    prefix = fresh_prefix()
+    store = server.store(prefix=prefix, timeout=0.2, stall_timeout=0.3)
+    key = store.start("long", "/upload", 10**6, Progress())
+    store.set_owner(key, "alice")
+    started = time.monotonic()
+    received = 0
+    while time.monotonic() - started < 2.0:  # four lifetimes
+        received += 1
+        store.update(key, received, None)
+        assert [record.received for record in store.list("alice")] == [received]
+        time.sleep(0.05)
+    assert server.client().pttl(f"{prefix}o:alice") > 0

@@ -32,6 +32,14 @@ def store(backend):
     return backend.store
 
 
+@pytest.fixture(params=sorted(BACKENDS))
+def patient_store(request):
+    """A store whose records outlive a test that takes seconds on a loaded
+    machine (the suite's TIMEOUT is short, for the expiry tests)."""
+    return BACKENDS[request.param](timeout=60.0, stall_timeout=60.0,
+                                   max_uploads=1000).store
+
+
 class Upload:
     """One upload, driven as the add-on drives a store."""
 
@@ -450,7 +458,8 @@ def test_an_upload_that_ended_normally_despite_a_cancel_is_done(store):
 
 # -- many threads -------------------------------------------------------------
 
-def test_concurrent_calls_leave_consistent_records(store):
+def test_concurrent_calls_leave_consistent_records(patient_store):
+    store = patient_store
     threads, uploads = 8, 25
     errors: list[BaseException] = []
     barrier = threading.Barrier(threads)
