@@ -28,10 +28,14 @@ SEEDS = 100
 class Upload:
     """One upload as the add-on drives it, the same for every store."""
 
-    def __init__(self, number: int, upload_id: str | None, size: int | None) -> None:
+    def __init__(self, number: int, upload_id: str | None, size: int | None,
+                 multipart: bool) -> None:
         self.number = number
         self.id = upload_id
         self.size = size
+        self.multipart = multipart
+        """Whether the body has file parts: ``files`` is a list at every
+        write of it, or ``None`` at every write (the interface's rule)."""
         self.received = 0
         self.ended = False
         self.owner_known = False
@@ -81,7 +85,8 @@ class Run:
     # -- the steps ---------------------------------------------------------------
 
     def start(self) -> None:
-        upload = Upload(len(self.uploads), self.rng.choice(IDS), self.rng.choice((100, None)))
+        upload = Upload(len(self.uploads), self.rng.choice(IDS), self.rng.choice((100, None)),
+                        self.rng.random() < 0.5)
         self.uploads.append(upload)
         for kind, backend in self.backends.items():
             if kind != "redis":
@@ -99,8 +104,8 @@ class Run:
             ended = upload.received == upload.size
         else:
             ended = self.rng.random() < 0.3
-        files = self.rng.choice((None, [{"field": "f", "filename": "x", "received":
-                                         upload.received, "done": ended}]))
+        files = [{"field": "f", "filename": "x", "received": upload.received,
+                  "done": ended}] if upload.multipart else None
         upload.ended = ended
 
         def update(kind, store):

@@ -184,7 +184,8 @@ elseif op == 'update' then
   local fields = {'received', ARGV[3], 'updated', now, 'expires', ms(expires)}
   -- files only grow (a body that is not multipart has none, ever)
   if ARGV[4] ~= '' then table.insert(fields, 'files'); table.insert(fields, ARGV[4]) end
-  if ARGV[5] == '1' and not values[5] then
+  -- a cancelled upload is never read whole (the memory store's rule)
+  if ARGV[5] == '1' and not values[5] and values[3] ~= '1' then
     table.insert(fields, 'body_end'); table.insert(fields, now)
   end
   -- Its owner's index is told once per tenth of the upload's lifetime.
