@@ -51,16 +51,22 @@ class IUploadProgressStore(Interface):
         the upload as it happens in this process: its attributes
         ``received`` (int) and ``files`` (see above) are the progress at
         this moment, ``receiving`` is true until the body has been read
-        whole, and its ``cancel()`` makes the upload's next read of its body
+        whole, ``body_end`` is when it was (epoch seconds of
+        ``time.time()`` in this process) or ``None``, and its ``cancel()`` makes the upload's next read of its body
         raise :class:`pyramid_upload_progress.UploadCancelled`. A throttled
         store ignores it. Returns ``None`` when the store declines to track
         the upload (it is full); the upload is then served untracked. Called
         from the request's thread, before any of the body is read.
         """
 
-    def update(key, received, files):
+    def update(key, received, files, ended):
         """Record that ``received`` bytes of the body have been read, and
         the file parts seen so far; return whether the upload was cancelled.
+
+        ``ended`` is true when this write reports the read that ended the
+        body: the store then sets the record's ``body_end`` to its now (the
+        add-on makes that write at once, never throttled). Stores implement
+        it as ``update(self, key, received, files, ended=False)``.
 
         Only called for a throttled store. ``received`` never decreases and
         never exceeds the size. Also marks the upload as alive now, for

@@ -47,6 +47,9 @@ class UploadRecord:
     """The file parts of a ``multipart/form-data`` body, else ``None``."""
     stage: dict[str, Any] | None = None
     """``{"name": str, "done": int | None, "total": int | None}`` once set."""
+    body_end: float | None = None
+    """Epoch seconds when the body was read whole (the store's clock), else
+    ``None``: ``rate`` is the body's, from its first byte to its last."""
 
     @property
     def state(self) -> str:
@@ -80,11 +83,13 @@ class UploadRecord:
 def render_upload(record: UploadRecord, now: float) -> dict[str, Any]:
     """The UPLOAD mapping of the public contract for ``record`` at ``now``.
 
-    ``rate`` is the average since the start, ``eta`` the time left at that
-    rate. Only the contract's fields: nothing else of the request is shown.
+    ``rate`` is the average from the start to the body's end (else to the
+    record's end, else to ``now``), ``eta`` the time left at that rate. Only the contract's fields: nothing else of the request is shown.
     """
     state = record.state
-    end = record.finished if record.finished is not None else now
+    end = record.body_end
+    if end is None:
+        end = record.finished if record.finished is not None else now
     elapsed = end - record.started
     rate = record.received / elapsed if elapsed > 0 else None
     percent = None

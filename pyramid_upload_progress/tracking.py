@@ -43,7 +43,7 @@ class TrackedUpload:
     """The link between one request's counting input and its store record.
 
     It is also the ``progress`` an unthrottled store reads (``received``,
-    ``files``, ``receiving``, ``cancel()``). A store that fails is never
+    ``files``, ``receiving``, ``body_end``, ``cancel()``). A store that fails is never
     allowed to reach the upload: the upload goes on untracked (the store is
     dropped for the rest of it). A retried request (pyramid_retry) keeps this
     one object in its environ, so its bytes are counted once, its owner
@@ -66,6 +66,8 @@ class TrackedUpload:
         self._stage_written = True
         self._request: Any = None
         self._finished = False
+        self._floor = 0
+        self._body_end: float | None = None
         self.key: str | None = None
         self.record = UploadRecord(key="", id=upload_id, path=path, size=size,
                                    started=time.time(), updated=time.time())
@@ -92,7 +94,7 @@ class TrackedUpload:
 
     @property
     def received(self) -> int:
-        return self.input.received
+        return max(self.input.received, self._floor)
 
     @property
     def files(self) -> list[dict[str, Any]] | None:
@@ -102,8 +104,27 @@ class TrackedUpload:
     def receiving(self) -> bool:
         return not (self._finished or self.input.ended)
 
+    @property
+    def body_end(self) -> float | None:
+        if self._body_end is None and self.input.ended:
+            self._body_end = time.time()
+        return self._body_end
+
     def cancel(self) -> None:
         self.input.cancelled = True
+
+    def adopt(self, key: str, started: float, received: int,
+              body_end: float | None) -> None:
+        """Go on with the record a server runner started while the server
+        received the body (the waitress runner): same key and start,
+        ``received`` never below what it recorded, the body's end its own.
+        It recorded the body's progress to its end: no progress write is
+        due from here, only the owner, stages and the end."""
+        self.key = key
+        self.record.started = started
+        self._floor = received
+        self._body_end = body_end
+        self.input.observe = None if self._scanner is None else self._scanner.feed
 
     # The request's side.
 
@@ -123,7 +144,8 @@ class TrackedUpload:
         """Write the progress now; the store answers whether it was cancelled."""
         self._unwritten = False
         try:
-            cancelled = self._store.update(self.key, self.input.received, self.files)
+            cancelled = self._store.update(self.key, self.input.received, self.files,
+                                           self.input.ended)
         except Exception:
             self._drop_store("recording progress")
             return
@@ -198,7 +220,7 @@ class TrackedUpload:
         self._finished = True
         stream = self.input
         record = self.record
-        record.received = stream.received
+        record.received = self.received
         record.files = self.files
         record.status = status
         record.failed = failed or stream.disconnected or stream.cancel_raised
@@ -218,7 +240,7 @@ class TrackedUpload:
         """The upload as this process knows it, for events."""
         record = self.record
         if record.finished is None:
-            record.received = self.input.received
+            record.received = self.received
             record.files = self.files
         return record.as_of(time.time(), float("inf"))
 

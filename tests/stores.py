@@ -42,6 +42,7 @@ class Progress:
         self.received = 0
         self.files: list[dict[str, Any]] | None = None
         self.receiving = True
+        self.body_end: float | None = None
         self.cancelled = False
 
     def cancel(self) -> None:

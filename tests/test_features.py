@@ -375,7 +375,7 @@ class CountingStages(MemoryUploadProgressStore):
         self.updates = []
         self.fail = fail
 
-    def update(self, key, received, files):
+    def update(self, key, received, files, ended=False):
         self.updates.append(received)
         return super().update(key, received, files)
 

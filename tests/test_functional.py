@@ -633,7 +633,7 @@ class CountingStore(MemoryUploadProgressStore):
         self.throttled = throttled
         self.updates = []
 
-    def update(self, key, received, files):
+    def update(self, key, received, files, ended=False):
         self.updates.append(received)
         return super().update(key, received, files)
 

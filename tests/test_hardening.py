@@ -173,7 +173,7 @@ class SlowStore(MemoryUploadProgressStore):
         super().__init__()
         self.writes = 0
 
-    def update(self, key, received, files):
+    def update(self, key, received, files, ended=False):
         self.writes += 1
         time.sleep(0.05)
         return super().update(key, received, files)

@@ -60,12 +60,14 @@ class MappingUploadProgressStore:
                 self._index_add("id:" + upload_id, record.key)
         return record.key
 
-    def update(self, key: str, received: int, files: Files) -> bool:
+    def update(self, key: str, received: int, files: Files, ended: bool = False) -> bool:
         with self._lock:
             record = self._load(key)
             if record is None:
                 return False
             record.received, record.files, record.updated = received, files, self._clock()
+            if ended:
+                record.body_end = record.updated
             self._save(record)
             return record.cancelled
 
@@ -128,7 +130,7 @@ class MappingUploadProgressStore:
         now = self._clock()
         with self._lock:
             record = self._find(upload_id, owner, now)
-            if (record is None or record.received == record.size
+            if (record is None or record.received == record.size or record.body_end is not None
                     or record.as_of(now, self.stall_timeout).finished is not None):
                 return None  # nothing to cancel: unknown, read whole, ended or stalled
             record.cancelled = True  # the next update() answers True

@@ -92,7 +92,8 @@ class MemoryUploadProgressStore:
                 self._by_id.setdefault(upload_id, []).append(key)
         return key
 
-    def update(self, key: str, received: int, files: list[dict[str, Any]] | None) -> bool:
+    def update(self, key: str, received: int, files: list[dict[str, Any]] | None,
+               ended: bool = False) -> bool:
         with self._lock:
             record = self._records.get(key)
             if record is None:
@@ -100,6 +101,8 @@ class MemoryUploadProgressStore:
             record.received = received
             record.files = files
             record.updated = self._clock()
+            if ended:
+                record.body_end = record.updated
             return record.cancelled
 
     def set_owner(self, key: str, owner: str | None) -> None:
@@ -193,9 +196,12 @@ class MemoryUploadProgressStore:
     def _alive(self, record: UploadRecord, now: float) -> bool:
         """Whether ``record`` is still kept; brings its progress up to date."""
         progress = self._live.get(record.key)
-        if progress is not None and progress.received != record.received:
-            record.received = progress.received
-            record.updated = now
+        if progress is not None:
+            if progress.received != record.received:
+                record.received = progress.received
+                record.updated = now
+            if record.body_end is None:
+                record.body_end = progress.body_end
         return now < record.expires(self.timeout, self.stall_timeout)
 
     def _as_of(self, record: UploadRecord, now: float) -> UploadRecord:

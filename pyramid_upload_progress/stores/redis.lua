@@ -106,11 +106,13 @@ if op == 'start' then
   return now
 
 elseif op == 'update' then
-  -- key, received, files ('' for none), live_ms -> 1 when cancelled
+  -- key, received, files ('' for none), live_ms, ended ('1': this write
+  -- reports the read that ended the body) -> 1 when cancelled
   local rk = record_key(ARGV[3])
   local fields = redis.call('HMGET', rk, 'started', 'finished', 'cancelled')
   if not fields[1] or fields[2] then return 0 end
   set_progress(rk, ARGV[4], ARGV[5])
+  if ARGV[7] == '1' then redis.call('HSET', rk, 'body_end', now) end
   expire(ARGV[3], now_ms + tonumber(ARGV[6]))
   return tonumber(fields[3])
 
@@ -167,8 +169,9 @@ elseif op == 'cancel' then
   local key = find(ARGV[3], ARGV[5] or false)
   if not key then return {now} end
   local rk = record_key(key)
-  local fields = redis.call('HMGET', rk, 'finished', 'size', 'received', 'updated')
-  if fields[1] or (fields[2] and tonumber(fields[3]) >= tonumber(fields[2]))
+  local fields = redis.call('HMGET', rk, 'finished', 'size', 'received', 'updated',
+                            'body_end')
+  if fields[1] or fields[5] or (fields[2] and tonumber(fields[3]) >= tonumber(fields[2]))
       or tonumber(fields[4]) + tonumber(ARGV[4]) <= tonumber(now) then
     return {now}
   end

@@ -80,8 +80,10 @@ class RedisUploadProgressStore:
         self._call("start", key, upload_id or "", path, _optional(size), self._live_ms)
         return key
 
-    def update(self, key: str, received: int, files: list[dict[str, Any]] | None) -> bool:
-        return bool(self._call("update", key, str(received), _json(files), self._live_ms))
+    def update(self, key: str, received: int, files: list[dict[str, Any]] | None,
+               ended: bool = False) -> bool:
+        return bool(self._call("update", key, str(received), _json(files), self._live_ms,
+                               _flag(ended)))
 
     def set_owner(self, key: str, owner: str | None) -> None:
         self._call("set_owner", key, *_owner(owner))
@@ -129,6 +131,7 @@ class RedisUploadProgressStore:
             cancelled=fields["cancelled"] == "1",
             files=_loads(fields.get("files")),
             stage=_loads(fields.get("stage")),
+            body_end=_float(fields.get("body_end")),
         )
         return record.as_of(now, self.stall_timeout)
 

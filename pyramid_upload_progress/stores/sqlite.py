@@ -53,6 +53,7 @@ CREATE TABLE IF NOT EXISTS uploads (
     cancelled INTEGER NOT NULL DEFAULT 0,
     files TEXT,
     stage TEXT,
+    body_end REAL,
     expires REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS uploads_by_id ON uploads (id) WHERE id IS NOT NULL;
@@ -80,7 +81,7 @@ a new upload purges expired records; an owner made known forgets that
 owner's finished record with the same id (a reused id)."""
 
 _COLUMNS = ("key, id, path, size, started, updated, received, finished, status, "
-            "failed, owner, owner_known, cancelled, files, stage")
+            "failed, owner, owner_known, cancelled, files, stage, body_end")
 _NEWEST_FIRST = "ORDER BY started DESC, rowid DESC"
 _FIND = ("SELECT {columns} FROM uploads WHERE id = ? AND expires > ? "
          "AND (owner = ? OR owner IS NULL) "
@@ -249,13 +250,16 @@ class SQLiteUploadProgressStore:
         self._full = False
         return key
 
-    def update(self, key: str, received: int, files: list[dict[str, Any]] | None) -> bool:
+    def update(self, key: str, received: int, files: list[dict[str, Any]] | None,
+               ended: bool = False) -> bool:
         now = self._clock()
         with self._connected() as db:
             written = db.execute(
-                "UPDATE uploads SET received = ?, files = ?, updated = ?, expires = ? "
+                "UPDATE uploads SET received = ?, files = ?, updated = ?, expires = ?, "
+                "body_end = CASE WHEN ? THEN ? ELSE body_end END "
                 "WHERE key = ? AND NOT cancelled",
-                (received, _json(files), now, self._live_until(now), key)).rowcount
+                (received, _json(files), now, self._live_until(now), ended, now,
+                 key)).rowcount
             if written:
                 return False
             # Cancelled, or forgotten: the one answer the add-on acts on.
@@ -307,7 +311,7 @@ class SQLiteUploadProgressStore:
             cancelled = db.execute(
                 f"UPDATE uploads SET cancelled = 1 WHERE rowid = "
                 f"({_FIND.format(columns='rowid')}) AND finished IS NULL "
-                "AND updated > ? AND (size IS NULL OR received < size)",
+                "AND updated > ? AND body_end IS NULL AND (size IS NULL OR received < size)",
                 (upload_id, now, owner, now - self.stall_timeout)).rowcount
             row = self._find(db, upload_id, owner, now) if cancelled else None
         return None if row is None else _record(row).as_of(now, self.stall_timeout)
@@ -426,14 +430,14 @@ def _json(value: Any) -> str | None:
 
 def _record(row: tuple[Any, ...]) -> UploadRecord:
     (key, upload_id, path, size, started, updated, received, finished, status,
-     failed, owner, owner_known, cancelled, files, stage) = row
+     failed, owner, owner_known, cancelled, files, stage, body_end) = row
     return UploadRecord(
         key=key, id=upload_id, path=path, size=size, started=started,
         updated=updated, received=received, finished=finished, status=status,
         failed=bool(failed), owner=owner, owner_known=bool(owner_known),
         cancelled=bool(cancelled),
         files=None if files is None else json.loads(files),
-        stage=None if stage is None else json.loads(stage))
+        stage=None if stage is None else json.loads(stage), body_end=body_end)
 
 
 def sqlite_store_factory(settings: Mapping[str, Any]) -> SQLiteUploadProgressStore:
