@@ -12,17 +12,29 @@ import io
 import logging
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import ids, multipart
 from .settings import UploadProgressSettings
 from .stream import UploadCancelled
-from .tracking import ENVIRON_KEY, StoreHealth, TrackedUpload
+from .tracking import BUFFERED_KEY, ENVIRON_KEY, StoreHealth, TrackedUpload
 from .views import cancelled_response
 
 log = logging.getLogger(__name__)
 
 _BUFFERED_INPUTS = (io.BytesIO, io.BufferedRandom, tempfile.SpooledTemporaryFile)
+
+
+class RunnerLink(NamedTuple):
+    """What a server runner that counts bodies as the server receives them
+    (the waitress runner) shares with the app's policy."""
+
+    store: Any
+    health: StoreHealth
+    interval: float | None
+    """``update_interval`` for a throttled store, else ``None``."""
+    id_param: str
+    report_path: str
 
 
 class UploadProgressPolicy:
@@ -52,6 +64,14 @@ class UploadProgressPolicy:
         self._interval = settings.update_interval if store.throttled else None
         self._buffering_seen = False
         self._warn_per_process = per_process
+
+    def link_runner(self) -> RunnerLink:
+        """What a server runner needs to count bodies as the server receives
+        them; from then on the policy never warns that the server buffers
+        bodies: the runner counts them."""
+        self._buffering_seen = True
+        return RunnerLink(self._store, self._health, self._interval,
+                          self._id_param, self._report_path)
 
     def __call__(self, environ: dict[str, Any], router: Any) -> Any:
         if not environ.get("CONTENT_LENGTH") and "HTTP_TRANSFER_ENCODING" not in environ:
@@ -110,8 +130,12 @@ class UploadProgressPolicy:
             _request_path(environ), size,
             multipart.boundary(environ.get("CONTENT_TYPE", "")),
             self._owner, self._interval)
+        buffered = environ.get(BUFFERED_KEY)
         try:
-            upload.key = self._store.start(upload_id, upload.record.path, size, upload)
+            if buffered is None:
+                upload.key = self._store.start(upload_id, upload.record.path, size, upload)
+            else:
+                buffered.hand_over(upload)
         except Exception:
             self._health.failed("recording a new upload")
             return None

@@ -16,6 +16,11 @@ log = logging.getLogger(__name__)
 ENVIRON_KEY = "pyramid_upload_progress.upload"
 """Where a tracked request's :class:`TrackedUpload` lives in the environ."""
 
+BUFFERED_KEY = "pyramid_upload_progress.buffered"
+"""Where a server runner that counted the body as it arrived (the waitress
+runner) leaves that upload, whose ``hand_over(tracked)`` lets the request's
+:class:`TrackedUpload` go on with its record."""
+
 
 class StoreHealth:
     """Logs a store's outage once, with a traceback, and its end once; not
