@@ -149,7 +149,8 @@ class BufferedUpload:
                 if self.outcome is not None:
                     self._done = True
                     status, cancelled = self.outcome
-                    link.store.finish(self.key, self.received, None, status, True, cancelled)
+                    link.store.finish(self.key, self.received, None, status,
+                                      status is None or cancelled, cancelled)
                 elif link.interval is not None and not self._ended_written and (
                         self.body_end is not None or time.monotonic() >= self.next_write):
                     self._write_progress()
@@ -171,16 +172,16 @@ class BufferedUpload:
 
     def hand_over(self, tracked: TrackedUpload) -> None:
         """Let ``tracked`` (the app's counting of this upload) go on with
-        this record, its body's progress written to the end. Called from the
-        app's thread by the execution policy, which may wait on the store
-        (a store failure raises, and the policy serves the upload
-        untracked); waits for a write of the writer's in progress."""
+        this record, its body's progress written to the end; ``tracked.key``
+        stays ``None`` (untracked) when the store failed or declined the
+        upload. Called from the app's thread by the execution policy, which
+        may wait on the store (a store failure raises, and the policy serves
+        the upload untracked); waits for a write of the writer's in
+        progress."""
         link = self._link
         with self.lock:
             if self._dropped:
-                tracked.key = link.store.start(self.upload_id, tracked.record.path,
-                                               self.size, tracked)
-                return
+                return  # untracked, as an upload whose store failed stays
             self._done = True
             self._tracked = tracked
             if self.key is None:
@@ -392,13 +393,18 @@ def _channel_class(channel_base: Any, watcher: Watcher) -> type:
         def execute(self) -> None:
             try:
                 task_base.execute(self)
-            finally:
-                upload = getattr(self.request, "buffered_upload", None)
-                if upload is not None:
-                    try:
-                        upload.served(int(str(self.status).split()[0]))
-                    except Exception:
-                        watcher.failed()
+            except BaseException:
+                self._served(None)
+                raise
+            self._served(self.status)
+
+        def _served(self, status: str | None) -> None:
+            upload = getattr(self.request, "buffered_upload", None)
+            if upload is not None:
+                try:
+                    upload.served(None if status is None else int(status.split()[0]))
+                except Exception:
+                    watcher.failed()
 
     class ProgressChannel(channel_base):  # type: ignore[misc, valid-type]
         parser_class = ProgressParser
