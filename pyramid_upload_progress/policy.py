@@ -127,7 +127,7 @@ class UploadProgressPolicy:
                 "hosts).")
         upload = TrackedUpload(
             self._store, self._health, environ["wsgi.input"], upload_id,
-            _request_path(environ), size,
+            request_path(environ), size,
             multipart.boundary(environ.get("CONTENT_TYPE", "")),
             self._owner, self._interval)
         buffered = environ.get(BUFFERED_KEY)
@@ -165,7 +165,7 @@ class UploadProgressPolicy:
                 server or "unknown")
 
 
-def _request_path(environ: dict[str, Any]) -> str:
+def request_path(environ: dict[str, Any]) -> str:
     """The request's path, decoded, never with its query string."""
     path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
     try:
