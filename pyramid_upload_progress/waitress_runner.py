@@ -61,7 +61,7 @@ from typing import Any
 from pyramid.interfaces import IExecutionPolicy
 
 from . import ids
-from .policy import RunnerLink, UploadProgressPolicy
+from .policy import RunnerLink, UploadProgressPolicy, request_path
 from .tracking import BUFFERED_KEY, TrackedUpload
 
 log = logging.getLogger(__name__)
@@ -89,7 +89,8 @@ class BufferedUpload:
 
     It is also the ``progress`` an unthrottled store reads (``received``,
     ``files``, ``receiving``, ``body_end``, ``cancel()``): after the hand-over
-    ``received`` and ``files`` are the app's, never below waitress's count.
+    ``files`` are the app's; ``received`` stays waitress's count, the whole
+    body, which the app's reads never pass.
     """
 
     def __init__(self, link: RunnerLink, writer: StoreWriter, upload_id: str,
@@ -294,13 +295,8 @@ class Watcher:
             return None
         if upload_id is None or parser.path in self._report_paths:
             return None
-        path = parser.path
-        try:
-            path = path.encode("latin-1").decode("utf-8")
-        except UnicodeError:
-            pass
         upload = parser.buffered_upload = BufferedUpload(
-            self.link, self.writer, upload_id, path,
+            self.link, self.writer, upload_id, request_path({"PATH_INFO": parser.path}),
             None if parser.chunked else parser.content_length)
         self.writer.submit(upload)
         return upload
