@@ -119,7 +119,8 @@ def listed(server: Server, pid: str) -> list[dict]:
     return [upload for upload in answer["uploads"] if upload["id"] == pid]
 
 
-def test_a_slow_upload_rises_by_id_then_lands_in_the_owners_listing(waitress_bin, tmp_path):
+def test_a_slow_upload_rises_by_id_then_lands_in_the_owners_listing(waitress_bin, tmp_path,
+                                                                   capsys):
     with pserve(waitress_bin, tmp_path) as server:
         upload = UploadThread(server.url, "/upload", size=SIZE, chunk=CHUNK, delay=DELAY,
                               headers={**ALICE, "X-Progress-ID": "big32"})
@@ -140,6 +141,9 @@ def test_a_slow_upload_rises_by_id_then_lands_in_the_owners_listing(waitress_bin
     assert response.status == 200 and response.json()["bytes"] == SIZE
     steps = sorted({u["received"] for u in by_id if u["state"] == "uploading"
                     and 0 < u["received"] < SIZE})
+    with capsys.disabled():
+        print(f"\nwaitress runner, {waitress_bin.parent.name}: {len(steps)} steps by id "
+              f"over {len(by_id)} polls, {len(in_listing)} answers in the listing")
     assert len(steps) >= 10, [u["received"] for u in by_id]
     seen = [u["received"] for u in by_id + in_listing if u["state"] != "starting"]
     assert seen == sorted(seen), seen  # never down, by id then in the listing
