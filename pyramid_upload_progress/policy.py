@@ -135,7 +135,7 @@ class UploadProgressPolicy:
             if buffered is None:
                 upload.key = self._store.start(upload_id, upload.record.path, size, upload)
             else:
-                buffered.hand_over(upload)
+                upload.key = buffered.hand_over(upload)
         except Exception:
             self._health.failed("recording a new upload")
             return None

@@ -19,7 +19,7 @@ ENVIRON_KEY = "pyramid_upload_progress.upload"
 BUFFERED_KEY = "pyramid_upload_progress.buffered"
 """Where a server runner that counted the body as it arrived (the waitress
 runner) leaves that upload, whose ``hand_over(tracked)`` lets the request's
-:class:`TrackedUpload` go on with its record."""
+:class:`TrackedUpload` go on with its record and returns its key."""
 
 
 class StoreHealth:
@@ -118,14 +118,12 @@ class TrackedUpload:
     def cancel(self) -> None:
         self.input.cancelled = True
 
-    def adopt(self, key: str, started: float, received: int,
-              body_end: float | None) -> None:
+    def adopt(self, started: float, received: int, body_end: float | None) -> None:
         """Go on with the record a server runner started while the server
-        received the body (the waitress runner): same key and start,
-        ``received`` never below what it recorded, the body's end its own.
-        It recorded the body's progress to its end: no progress write is
-        due from here, only the owner, stages and the end."""
-        self.key = key
+        received the body (the waitress runner; the caller sets the key):
+        same start, ``received`` never below what it recorded, the body's
+        end its own. It recorded the body's progress to its end: no
+        progress write is due from here, only the owner, stages and the end."""
         self.record.started = started
         self._floor = received
         self._body_end = body_end

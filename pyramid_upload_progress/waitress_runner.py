@@ -171,28 +171,29 @@ class BufferedUpload:
 
     # The app's side.
 
-    def hand_over(self, tracked: TrackedUpload) -> None:
+    def hand_over(self, tracked: TrackedUpload) -> str | None:
         """Let ``tracked`` (the app's counting of this upload) go on with
-        this record, its body's progress written to the end; ``tracked.key``
-        stays ``None`` (untracked) when the store failed or declined the
-        upload. Called from the app's thread by the execution policy, which
-        may wait on the store (a store failure raises, and the policy serves
-        the upload untracked); waits for a write of the writer's in
-        progress."""
+        this record, its body's progress written to the end; return the
+        record's key, or ``None`` (untracked) when the store failed or
+        declined the upload. Called from the app's thread by the execution
+        policy, which may wait on the store (a store failure raises, and the
+        policy serves the upload untracked); waits for a write of the
+        writer's in progress."""
         link = self._link
         with self.lock:
             if self._dropped:
-                return  # untracked, as an upload whose store failed stays
+                return None  # untracked, as an upload whose store failed stays
             self._done = True
             self._tracked = tracked
             if self.key is None:
                 self.key = link.store.start(self.upload_id, self.path, self.size, self)
                 if self.key is None:
-                    return
+                    return None
             if link.interval is not None and not self._ended_written:
                 self._ended_written = True
                 link.store.update(self.key, self.received, None, True)
-            tracked.adopt(self.key, self.started, self.received, self.body_end)
+            tracked.adopt(self.started, self.received, self.body_end)
+            return self.key
 
     def served(self, status: int | None) -> None:
         """The app has answered; if the policy never took the record over
