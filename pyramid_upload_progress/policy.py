@@ -13,17 +13,29 @@ import logging
 import sys
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import ids, multipart
 from .settings import UploadProgressSettings
 from .stream import UploadCancelled
-from .tracking import ENVIRON_KEY, StoreHealth, TrackedUpload
+from .tracking import BUFFERED_KEY, ENVIRON_KEY, StoreHealth, TrackedUpload
 from .views import cancelled_response
 
 log = logging.getLogger(__name__)
 
 _BUFFERED_INPUTS = (io.BytesIO, io.BufferedRandom, tempfile.SpooledTemporaryFile)
+
+
+class RunnerLink(NamedTuple):
+    """What a server runner that counts bodies as the server receives them
+    (the waitress runner) shares with the app's policy."""
+
+    store: Any
+    health: StoreHealth
+    interval: float | None
+    """``update_interval`` for a throttled store, else ``None``."""
+    id_param: str
+    report_path: str
 
 
 class UploadProgressPolicy:
@@ -54,6 +66,14 @@ class UploadProgressPolicy:
         self._buffering_seen = False
         self._chunked_warned = False
         self._warn_memory_store = per_process
+
+    def link_runner(self) -> RunnerLink:
+        """What a server runner needs to count bodies as the server receives
+        them; from then on the policy never warns that the server buffers
+        bodies: the runner counts them."""
+        self._buffering_seen = True
+        return RunnerLink(self._store, self._health, self._interval,
+                          self._id_param, self._report_path)
 
     def __call__(self, environ: dict[str, Any], router: Any) -> Any:
         if not environ.get("CONTENT_LENGTH") and "HTTP_TRANSFER_ENCODING" not in environ:
@@ -125,11 +145,15 @@ class UploadProgressPolicy:
             self._warn_if_polls_miss_memory_store(environ)
         upload = TrackedUpload(
             self._store, self._health, environ["wsgi.input"], upload_id,
-            _request_path(environ), size,
+            request_path(environ), size,
             multipart.boundary(environ.get("CONTENT_TYPE", "")),
             self._owner, self._interval)
+        buffered = environ.get(BUFFERED_KEY)
         try:
-            key = self._store.start(upload_id, upload.record.path, size, upload)
+            if buffered is None:
+                key = self._store.start(upload_id, upload.record.path, size, upload)
+            else:
+                key = buffered.hand_over(upload)
         except Exception:
             self._health.failed("recording a new upload")
             return None
@@ -216,7 +240,7 @@ def _server_name(environ: dict[str, Any]) -> str:
     return str(environ.get("SERVER_SOFTWARE", "")) or "unknown"
 
 
-def _request_path(environ: dict[str, Any]) -> str:
+def request_path(environ: dict[str, Any]) -> str:
     """The request's path, decoded, never with its query string."""
     path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
     try:

@@ -17,6 +17,11 @@ log = logging.getLogger(__name__)
 ENVIRON_KEY = "pyramid_upload_progress.upload"
 """Where a tracked request's :class:`TrackedUpload` lives in the environ."""
 
+BUFFERED_KEY = "pyramid_upload_progress.buffered"
+"""Where a server runner that counted the body as it arrived (the waitress
+runner) leaves that upload, whose ``hand_over(tracked)`` lets the request's
+:class:`TrackedUpload` go on with its record and returns its key."""
+
 
 class StoreHealth:
     """Logs a store's outage once, with a traceback, and its end once; not
@@ -71,6 +76,7 @@ class TrackedUpload:
         self._request: Any = None
         self._finished = False
         now = time.time()
+        self._floor = 0
         self.record = UploadRecord(key="", id=upload_id, path=path, size=size,
                                    started=now, updated=now)
         self._scanner = None if boundary is None else MultipartScanner(boundary)
@@ -97,7 +103,7 @@ class TrackedUpload:
 
     @property
     def received(self) -> int:
-        return self.input.received
+        return max(self.input.received, self._floor)
 
     @property
     def files(self) -> list[dict[str, Any]] | None:
@@ -113,6 +119,18 @@ class TrackedUpload:
 
     def cancel(self) -> None:
         self.input.cancelled = True
+
+    def adopt(self, started: float, received: int, body_end: float | None) -> None:
+        """Go on with the record a server runner started while the server
+        received the body (the waitress runner; the caller sets the key):
+        same start, ``received`` never below what it recorded, the body's
+        end its own. It recorded the body's progress to its end: no
+        progress write is due from here, only the owner, stages and the end."""
+        self.record.started = started
+        self.record.body_end = body_end
+        self._floor = received
+        self.input.observe = None if self._scanner is None else self._scanner.feed
+        self.input.on_end = None
 
     # The request's side.
 
@@ -218,7 +236,7 @@ class TrackedUpload:
         self._finished = True
         stream = self.input
         record = self.record
-        record.received = stream.received
+        record.received = self.received
         record.files = self.files
         record.status = status
         record.failed = failed or stream.disconnected or stream.cancel_raised
@@ -238,7 +256,7 @@ class TrackedUpload:
         """The upload as this process knows it, for events."""
         record = self.record
         if record.finished is None:
-            record.received = self.input.received
+            record.received = self.received
             record.files = self.files
         return record.as_of(time.time(), float("inf"))
 
