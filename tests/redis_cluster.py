@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from tests.e2e.servers import HOST, free_port
+from tests.e2e.servers import HOST, free_ports
 from tests.redis_server import RedisServer, _missing, fresh_prefix, require_redis
 
 #: Milliseconds without an answer after which a primary counts as down.
@@ -115,11 +115,13 @@ class Cluster:
 def cluster() -> Iterator[Cluster]:
     """A 3-primary, 3-replica Redis Cluster of its own, stopped after."""
     binary, cli = require_redis(), require_redis_cli()
+    # A node listens on two ports (clients, cluster bus): twelve, all different.
+    ports = iter(free_ports(12))
     nodes = [RedisServer(binary, "--cluster-enabled", "yes",
-                   "--cluster-config-file", "nodes.conf",
-                   "--cluster-node-timeout", str(NODE_TIMEOUT),
-                   "--cluster-replica-validity-factor", "0",
-                   "--cluster-port", str(free_port()))
+                         "--cluster-config-file", "nodes.conf",
+                         "--cluster-node-timeout", str(NODE_TIMEOUT),
+                         "--cluster-replica-validity-factor", "0",
+                         "--cluster-port", str(next(ports)), port=next(ports))
              for _ in range(6)]
     try:
         for node in nodes:

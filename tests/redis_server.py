@@ -78,13 +78,13 @@ def _missing(reason: str) -> None:
 class RedisServer:
     """One redis-server child process on a free loopback port."""
 
-    def __init__(self, binary: str, *args: str) -> None:
+    def __init__(self, binary: str, *args: str, port: int | None = None) -> None:
         self.binary = binary
         self.args = args
         """More options: a cluster node's, a replica's, a sentinel's."""
         self.config: tuple[str, ...] = ()
         """A configuration file to start with (a sentinel needs one)."""
-        self.port = free_port()
+        self.port = free_port() if port is None else port
         self.dir = tempfile.mkdtemp(prefix="upload-progress-redis-")
         self.process: subprocess.Popen[bytes] | None = None
         self._log = Path(self.dir, "redis.log")
