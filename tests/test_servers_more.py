@@ -9,7 +9,8 @@ size (``steps``).
 
 The servers are real, started on loopback ports (``tests/e2e/more_servers.py``):
 gunicorn's sync worker, uWSGI (``pip install uwsgi``), Apache with mod_wsgi
-(``mod_wsgi-express``, Debian's ``apache2-bin`` and ``apache2-dev``), nginx
+(``mod_wsgi-express``, Debian's ``apache2-bin`` and ``apache2-dev``; run
+from an environment its daemon's user can read), nginx
 with its upload-progress module. Under ``CI`` a server that is missing fails
 its tests; elsewhere they skip.
 """
@@ -25,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e import more_servers
+from tests.e2e import mod_wsgi_env, more_servers
 from tests.e2e.client import ALICE, Response, UploadThread, get_json
 from tests.e2e.servers import serve
 
@@ -202,6 +203,11 @@ def test_uwsgi_post_buffering_hides_the_body_and_is_warned_about():
 
 # Apache with mod_wsgi in daemon mode, through mod_wsgi-express.
 
+#: The first of these tests may build mod_wsgi's environment (a compile, a
+#: minute or more; see tests/e2e/mod_wsgi_env.py), then cached.
+builds_mod_wsgi = pytest.mark.timeout(2 * mod_wsgi_env.BUILD_TIMEOUT)
+
+
 @pytest.fixture(scope="module")
 def mod_wsgi_server():
     require("mod_wsgi")
@@ -211,6 +217,7 @@ def mod_wsgi_server():
         yield server
 
 
+@builds_mod_wsgi
 @pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
 def test_mod_wsgi_shows_progress_while_arriving_with_the_body_limit_raised(
         mod_wsgi_server, chunked):
@@ -220,6 +227,7 @@ def test_mod_wsgi_shows_progress_while_arriving_with_the_body_limit_raised(
     assert (answer["state"], answer["size"]) == ("done", None if chunked else SIZE)
 
 
+@builds_mod_wsgi
 def test_mod_wsgi_default_body_limit_refuses_the_upload_before_the_app_sees_it():
     """``mod_wsgi-express``'s default ``--limit-request-body`` is 10 MiB:
     Apache answers 413 itself, so the add-on never sees the upload."""

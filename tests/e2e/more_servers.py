@@ -18,17 +18,15 @@ import os
 import shutil
 import subprocess
 import sys
-import sysconfig
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from tests.e2e import mod_wsgi_env
 from tests.e2e.servers import HOST, REPO_ROOT, Server, _stop, _wait_until_ready, free_port
 
 BIN = Path(sys.executable).parent
 NGINX_MODULE = Path("/usr/lib/nginx/modules/ngx_http_uploadprogress_module.so")
-#: The user Apache's mod_wsgi daemon runs the app as (it refuses root).
-APACHE_USER = ("nobody", "nogroup")
 
 
 def missing(server: str) -> str | None:
@@ -36,10 +34,7 @@ def missing(server: str) -> str | None:
     if server == "uwsgi" and not (BIN / "uwsgi").exists():
         return f"uWSGI is not installed in {BIN} (pip install uwsgi)"
     if server == "mod_wsgi":
-        if not (BIN / "mod_wsgi-express").exists():
-            return (f"mod_wsgi is not installed in {BIN} (apt-get install apache2-bin "
-                    "apache2-dev; pip install --no-binary mod_wsgi mod_wsgi)")
-        return _unreadable_by_apache_user()
+        return mod_wsgi_env.missing()
     if server == "nginx":
         if shutil.which("nginx") is None:
             return "nginx is not installed (Debian: apt-get install nginx)"
@@ -48,39 +43,16 @@ def missing(server: str) -> str | None:
     return None
 
 
-def _unreadable_by_apache_user() -> str | None:
-    """Why the mod_wsgi daemon, running as APACHE_USER, could not run the
-    app with this interpreter (Python's standard library and shared
-    library, the virtual environment and the checkout must be readable by
-    that user), or None."""
-    if os.geteuid() != 0:
-        return None  # Apache then runs as this user, who can read them
-    import pyramid
-
-    needed = [os.__file__, sysconfig.get_config_var("LIBDIR"), pyramid.__file__,
-              str(REPO_ROOT / "tests" / "plain_app.py")]
-    probe = subprocess.run(
-        ["setpriv", f"--reuid={APACHE_USER[0]}", f"--regid={APACHE_USER[1]}",
-         "--clear-groups", "--", "sh", "-c",
-         'for path; do test -r "$path" || echo "$path"; done', "sh", *needed],
-        capture_output=True, timeout=30, check=True)
-    unreadable = probe.stdout.decode().split()
-    if not unreadable:
-        return None
-    return (f"mod_wsgi-express runs the app as {APACHE_USER[0]}, who cannot read "
-            f"{', '.join(unreadable)}: make Python, the virtual environment and the "
-            "checkout readable by that user")
-
-
 @contextlib.contextmanager
 def _run(name: str, argv: list[str], port: int, env: dict[str, str] | None = None,
-         cwd: Path = REPO_ROOT) -> Iterator[Server]:
-    """Start ``argv``, which listens on ``port``; yield it once it answers."""
+         python_path: Path = REPO_ROOT) -> Iterator[Server]:
+    """Start ``argv``, which listens on ``port`` and imports the app from
+    ``python_path``; yield it once it answers."""
     child_env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}
     child_env["PYTHONPATH"] = os.pathsep.join(
-        filter(None, [str(REPO_ROOT), child_env.get("PYTHONPATH")]))
+        filter(None, [str(python_path), child_env.get("PYTHONPATH")]))
     with tempfile.TemporaryFile() as log:
-        process = subprocess.Popen(argv, cwd=cwd, env=child_env, stdin=subprocess.DEVNULL,
+        process = subprocess.Popen(argv, cwd=REPO_ROOT, env=child_env, stdin=subprocess.DEVNULL,
                                    stdout=log, stderr=subprocess.STDOUT,
                                    start_new_session=True)
         server = Server(name, port, process, log)
@@ -124,17 +96,22 @@ def mod_wsgi_express(module: str, *options: str, env: dict[str, str] | None = No
                      ) -> Iterator[Server]:
     """Apache with mod_wsgi in daemon mode (``mod_wsgi-express``), serving
     ``module``'s ``app`` (``--application-type module``), plus ``options``
-    (e.g. ``--limit-request-body N``)."""
+    (e.g. ``--limit-request-body N``), from an environment its daemon can
+    read (``tests/e2e/mod_wsgi_env.py``; ``module`` must be one of its
+    ``APP_MODULES``)."""
+    served = mod_wsgi_env.environment()
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="mod_wsgi-") as root:
-        os.chmod(root, 0o755)  # the daemon (APACHE_USER) reads its files
-        user = ["--user", APACHE_USER[0], "--group", APACHE_USER[1]] if os.geteuid() == 0 else []
-        argv = [str(BIN / "mod_wsgi-express"), "start-server",
+        os.chmod(root, 0o755)  # the daemon reads its files
+        daemon = mod_wsgi_env.DAEMON_USER
+        user = ["--user", daemon[0], "--group", daemon[1]] if os.geteuid() == 0 else []
+        argv = [str(served.express), "start-server",
                 "--application-type", "module", module, "--callable-object", "app",
                 "--host", HOST, "--port", str(port), "--server-root", f"{root}/server",
-                "--python-path", str(REPO_ROOT), "--working-directory", str(REPO_ROOT),
+                "--python-path", str(served.python_path),
+                "--working-directory", str(served.python_path),
                 "--threads", "4", "--locale", "C.UTF-8", "--log-to-terminal", *user, *options]
-        with _run("mod_wsgi", argv, port, env) as server:
+        with _run("mod_wsgi", argv, port, env, served.python_path) as server:
             yield server
 
 
