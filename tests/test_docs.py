@@ -4,6 +4,7 @@ temporary folder. Without Sphinx these tests are skipped, except in CI
 (``CI`` set), where that is a failure."""
 import os
 import subprocess
+import re
 import sys
 from pathlib import Path
 
@@ -110,8 +111,10 @@ def test_the_complete_page_example_serves_its_page_and_takes_an_upload():
         sys.path.remove(str(DOCS / "examples"))
     app = webtest.TestApp(main({}))
     page = app.get("/").text
-    assert "import { upload } from 'http://localhost/upload-progress/static/upload-progress.js';" in page
-    assert b"export function upload(" in app.get("/upload-progress/static/upload-progress.js").body
+    client_url = re.search(r"import \{ upload \} from '(http://localhost(/upload-progress/static/"
+                           r"upload-progress\.js\?v=\w+))';", page)
+    assert client_url, page
+    assert b"upload," in app.get(client_url.group(2)).body  # what the ES module exports
     assert app.post("/upload?X-Progress-ID=page-1", b"x" * 200_000).json == {"received": 200_000}
     upload = app.get("/upload-progress?X-Progress-ID=page-1").json
     assert (upload["state"], upload["received"]) == ("done", 200_000)

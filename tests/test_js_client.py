@@ -116,7 +116,7 @@ def test_package_json_carries_the_python_version_and_license():
     setup.read(ROOT / "setup.cfg")
     package = json.loads((STATIC / "package.json").read_text())
     assert package["version"] == npm_semver(setup["metadata"]["version"])
-    assert package["license"] == setup["metadata"]["license"]
+    assert package["license"] == setup["metadata"]["license_expression"]
     assert npm_semver("1.2.0") == "1.2.0" and npm_semver("1.2rc1") == "1.2.0-rc.1"
 
 

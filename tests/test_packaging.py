@@ -100,7 +100,7 @@ with Configurator() as config:
 server = wsgiref.simple_server.make_server('127.0.0.1', int(sys.argv[1]), app)
 print(pyramid_upload_progress.__file__, flush=True)  # listening
 server.timeout = 30
-for _ in range(3):  # the requests of the test, then exit
+for _ in range(4):  # the requests of the test, then exit
     server.handle_request()
 """
 
@@ -121,7 +121,10 @@ def test_an_app_served_from_the_installed_wheel_serves_the_client_and_tracks(dis
         direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         with direct.open(f"{base}/upload-progress/static/upload-progress.js",
                          timeout=10) as client:
-            assert b"export function upload(" in client.read()
+            assert b"export const {" in client.read()  # the ES module's face
+        with direct.open(f"{base}/upload-progress/static/upload-progress.global.js",
+                         timeout=10) as client:
+            assert b"function upload(" in client.read()  # the client itself
         upload = urllib.request.Request(f"{base}/upload?X-Progress-ID=wheel-1",
                                         data=b"x" * 300_000, method="POST")
         with direct.open(upload, timeout=10) as answer:
