@@ -96,8 +96,8 @@ def make_app(store: Any = None, gate: threading.Event | None = None,
 def served(app: Any, **settings: Any) -> Iterator[str]:
     """``app`` served by the runner on a free loopback port, in a thread."""
     socket_map: dict[int, Any] = {}
-    server = create_server(app, map=socket_map, listen="127.0.0.1:0", threads=4,
-                           **settings)
+    server = create_server(app, map=socket_map, **{"listen": "127.0.0.1:0", "threads": 4,
+                                                   **settings})
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
@@ -527,3 +527,106 @@ def test_an_app_without_the_add_on_is_served_as_plain_waitress(caplog):
         assert server.channel_class is HTTPChannel
     finally:
         wasyncore.close_all(socket_map)
+
+
+# --- attacks ------------------------------------------------------------------
+
+
+def test_a_cancel_before_the_last_bytes_arrive_stops_the_body():
+    """The DELETE answered 200 while the body was still arriving: the read
+    that brings its last bytes (fewer than waitress reads at once) must not
+    hand it to the app."""
+    app = make_app()
+    answers = []
+
+    def cancel_before_the_last_chunk(sent):
+        if sent == SIZE:
+            wait_for(lambda: poll(url, "last1")["received"] == sent, "the body but a chunk")
+            answers.append(_request(url, "DELETE", "/upload-progress?X-Progress-ID=last1"))
+
+    with served(app) as url:
+        try:
+            response = slow_upload(url, "/upload", size=SIZE + 100, chunk=CHUNK, delay=0,
+                                   on_sent=cancel_before_the_last_chunk,
+                                   headers={**ALICE, "X-Progress-ID": "last1"})
+        except OSError:
+            response = None  # the connection closed under the client
+        assert [(status, answer["cancelled"]) for status, _, answer in answers] == [(200, True)]
+        last = wait_for(lambda: (lambda a: a if a["state"] != "uploading" else None)(
+            poll(url, "last1")), "the record's end")
+    assert response is None or response.status == 409
+    assert (last["state"], last["status"], last["cancelled"]) == ("error", 409, True)
+    assert app.calls == []
+
+
+def test_a_client_gone_once_the_body_is_in_but_before_the_app_runs_ends_the_record():
+    """With ``channel_request_lookahead`` waitress reads on while a request
+    waits for a thread, so it sees the client go; it then never calls the
+    app for that request. The record must not stay ``uploading``."""
+    gate = threading.Event()
+    app = make_app(gate=gate)
+    with served(app, threads=1, channel_request_lookahead=1) as url:
+        busy = UploadThread(url, "/upload", size=10, chunk=10, delay=0, headers=ALICE)
+        busy.start()
+        try:
+            wait_for(lambda: app.calls, "the one thread busy")
+            slow_upload(url, "/upload", size=SIZE, chunk=CHUNK, delay=0, disconnect_after=SIZE,
+                        headers={**ALICE, "X-Progress-ID": "queued1"})
+            wait_for(lambda: poll(url, "queued1")["received"] == SIZE, "the whole body in")
+        finally:
+            gate.set()
+        assert busy.join_result().status == 200
+        last = wait_for(lambda: (lambda a: a if a["state"] != "uploading" else None)(
+            poll(url, "queued1")), "the record's end")
+    assert (last["state"], last["received"]) == ("error", SIZE)
+    assert app.calls == ["/upload"]
+
+
+@pytest.mark.parametrize("path", ["//upload-progress", "///upload-progress"])
+def test_a_body_sent_to_the_report_path_is_never_tracked(path):
+    """waitress gives the app ``//upload-progress`` as ``/upload-progress``:
+    the report view's own path, which is never tracked."""
+    app = make_app()
+    with served(app) as url:
+        response = slow_upload(url, f"{path}?X-Progress-ID=rp1", size=10, chunk=10, delay=0,
+                               headers=ALICE)
+        assert response.status == 405  # the report view answered
+        assert poll(url, "rp1")["state"] == "starting"
+
+
+class EndGatedSQLiteStore(SQLiteUploadProgressStore):
+    """A throttled store whose write of a body's end waits for ``release``
+    (a store that is slow just then)."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path, lock_timeout=2.0)
+        self.entered, self.release = threading.Event(), threading.Event()
+
+    def update(self, key, received, files, ended=False):
+        if ended:
+            self.entered.set()
+            self.release.wait(WAIT)
+        return super().update(key, received, files, ended)
+
+
+def test_a_cancel_a_throttled_store_took_before_the_bodys_end_is_written_is_kept(tmp_path):
+    """The store answered the DELETE 200 (the end of the body not written
+    yet): the store then says so at that write, and the upload is stopped
+    as the contract has it, never served on as if not cancelled."""
+    store = EndGatedSQLiteStore(str(tmp_path / "up.sqlite"))
+    app = make_app(store)
+    with served(app) as url:
+        upload = UploadThread(url, "/upload", size=SIZE, chunk=CHUNK, delay=0,
+                              headers={**ALICE, "X-Progress-ID": "endgate1"})
+        upload.start()
+        try:
+            assert store.entered.wait(WAIT)  # waitress has the body; its end unwritten
+            status, _, answer = _request(url, "DELETE", "/upload-progress?X-Progress-ID=endgate1")
+        finally:
+            store.release.set()
+        assert (status, answer["cancelled"]) == (200, True)
+        response = upload.join_result()
+        last = wait_for(lambda: (lambda a: a if a["state"] != "uploading" else None)(
+            poll(url, "endgate1")), "the record's end")
+    assert response.status == 409
+    assert (last["state"], last["status"], last["cancelled"]) == ("error", 409, True)
