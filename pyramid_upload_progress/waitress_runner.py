@@ -178,7 +178,9 @@ class BufferedUpload:
         declined the upload. Called from the app's thread by the execution
         policy, which may wait on the store (a store failure raises, and the
         policy serves the upload untracked); waits for a write of the
-        writer's in progress."""
+        writer's in progress. An upload the store cancelled before it took
+        the body's end is handed over cancelled: the app's first read
+        raises :class:`~pyramid_upload_progress.UploadCancelled`."""
         link = self._link
         with self.lock:
             if self._dropped:
@@ -191,8 +193,11 @@ class BufferedUpload:
                     return None
             if link.interval is not None and not self._ended_written:
                 self._ended_written = True
-                link.store.update(self.key, self.received, None, True)
+                if link.store.update(self.key, self.received, None, True):
+                    self.cancelled = True
             tracked.adopt(self.started, self.received, self.body_end)
+            if self.cancelled:  # taken by the store as the body ended
+                tracked.cancel()
             return self.key
 
     def served(self, status: int | None) -> None:
@@ -312,17 +317,17 @@ class Watcher:
             parser.progress_upload = None
             upload.outcome = (getattr(error, "code", None), False)
             self.writer.submit(upload)
-        elif parser.completed:
-            parser.progress_upload = None
-            upload.body_end = time.time()
-            self.writer.submit(upload)
-        elif upload.cancelled:
+        elif upload.cancelled:  # before the body's end: it is never read whole
             parser.progress_upload = None
             parser.error = self.cancelled_error("upload cancelled")
             parser.completed = True
             upload.outcome = (409, True)
             self.writer.submit(upload)
             return len(data)
+        elif parser.completed:
+            parser.progress_upload = None
+            upload.body_end = time.time()
+            self.writer.submit(upload)
         elif self.link.interval is not None and time.monotonic() >= upload.next_write:
             self.writer.submit(upload)
         return consumed
