@@ -39,6 +39,7 @@ from waitress 1.4.4 to 3.0.2 (the range the ``waitress`` extra pins):
 - ``HTTPChannel``: ``parser_class``, ``task_class``, ``request`` (the
   request being received), ``handle_close()``;
 - ``HTTPRequestParser``: ``received(data)`` (called per socket read),
+  ``close()`` (called once waitress is done with the request, served or not),
   ``headers_finished``, ``completed``, ``error``, ``content_length``,
   ``chunked``, ``body_rcv``, ``headers``, ``path``, ``query``;
 - ``FixedStreamReceiver.remain``; ``len()`` of a ``ChunkedReceiver``;
@@ -201,11 +202,13 @@ class BufferedUpload:
             return self.key
 
     def served(self, status: int | None) -> None:
-        """The app has answered; if the policy never took the record over
-        (a middleware answered, or the app does not track it), end it with
-        that status. Called from the app's thread."""
+        """The app has answered, or (``None``) waitress is done with the
+        request without calling it (the client went while it waited for a
+        thread); if the policy never took the record over (a middleware
+        answered, or the app does not track it), end it with that status,
+        unless it has its end already. Called from the app's thread."""
         with self.lock:
-            if self._done:
+            if self._done or self.outcome is not None:
                 return
             self.outcome = (status, False)
         self._writer.submit(self)
@@ -384,6 +387,15 @@ def _channel_class(channel_base: Any, watcher: Watcher) -> type:
                     watcher.failed()
             return consumed
 
+        def close(self) -> None:
+            upload = self.buffered_upload
+            if upload is not None:
+                try:
+                    upload.served(None)
+                except Exception:
+                    watcher.failed()
+            parser_base.close(self)
+
     class ProgressTask(task_base):  # type: ignore[misc, valid-type]
         def get_environment(self) -> dict[str, Any]:
             environ = task_base.get_environment(self)
@@ -439,6 +451,7 @@ def waitress_moved(channel_class: Any) -> str | None:
             getattr(Error, name)
         for name in ("handle_close", "received", "request"):
             getattr(channel_class, name)
+        channel_class.parser_class.close
         task_class = channel_class.task_class
         for name in ("get_environment", "execute", "status"):
             getattr(task_class, name)
