@@ -49,6 +49,7 @@ class RecordingSQLiteStore(SQLiteUploadProgressStore):
         # Polls, the writer and the app's thread share the file: on a busy
         # machine 100 ms of lock (the default) may not do.
         super().__init__(path, lock_timeout=2.0)
+        self.create()  # not lazily, by the first of several threads at once
         self.writes: list[tuple[str, int, bool]] = []
         self.starts = 0
 
@@ -600,6 +601,7 @@ class EndGatedSQLiteStore(SQLiteUploadProgressStore):
 
     def __init__(self, path: str) -> None:
         super().__init__(path, lock_timeout=2.0)
+        self.create()
         self.entered, self.release = threading.Event(), threading.Event()
 
     def update(self, key, received, files, ended=False):
