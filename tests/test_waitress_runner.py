@@ -583,12 +583,16 @@ def test_a_client_gone_once_the_body_is_in_but_before_the_app_runs_ends_the_reco
     assert app.calls == ["/upload"]
 
 
-@pytest.mark.parametrize("path", ["//upload-progress", "///upload-progress"])
-def test_a_body_sent_to_the_report_path_is_never_tracked(path):
-    """waitress gives the app ``//upload-progress`` as ``/upload-progress``:
-    the report view's own path, which is never tracked."""
+@pytest.mark.parametrize("path, settings", [
+    ("//upload-progress", {}), ("///upload-progress", {}),
+    ("/app/upload-progress", {"url_prefix": "/app"}),
+    ("//app/upload-progress", {"url_prefix": "/app"})])
+def test_a_body_sent_to_the_report_path_is_never_tracked(path, settings):
+    """waitress gives the app ``//upload-progress`` as ``/upload-progress``
+    (and moves ``url_prefix`` to ``SCRIPT_NAME``): the report view's own
+    path, which is never tracked."""
     app = make_app()
-    with served(app) as url:
+    with served(app, **settings) as url:
         response = slow_upload(url, f"{path}?X-Progress-ID=rp1", size=10, chunk=10, delay=0,
                                headers=ALICE)
         assert response.status == 405  # the report view answered
