@@ -285,7 +285,7 @@ class Watcher:
         self.writer = StoreWriter()
         self._id_header = ids.header_key(link.id_param)
         self._header = self._id_header[len("HTTP_"):]
-        self._report_paths = {link.report_path, url_prefix + link.report_path}
+        self._url_prefix = url_prefix
         self._failed = False
         self.cancelled_error: Any = None
 
@@ -302,13 +302,30 @@ class Watcher:
             upload_id = ids.upload_id(environ, self.link.id_param, self._id_header)
         except ids.BadUploadId:
             return None
-        if upload_id is None or parser.path in self._report_paths:
+        if upload_id is None:
+            return None
+        environ = self._paths(parser.path)
+        if environ["PATH_INFO"] == self.link.report_path:
             return None
         upload = parser.buffered_upload = BufferedUpload(
-            self.link, self.writer, upload_id, request_path({"PATH_INFO": parser.path}),
+            self.link, self.writer, upload_id, request_path(environ),
             None if parser.chunked else parser.content_length)
         self.writer.submit(upload)
         return upload
+
+    def _paths(self, path: str) -> dict[str, str]:
+        """``SCRIPT_NAME`` and ``PATH_INFO`` as waitress gives them to the
+        app for the request path ``path`` (its leading slashes made one,
+        ``url_prefix`` moved to ``SCRIPT_NAME``)."""
+        if path.startswith("/"):
+            path = "/" + path.lstrip("/")
+        prefix = self._url_prefix
+        if prefix:
+            if path == prefix:
+                path = ""
+            elif path.startswith(prefix + "/"):
+                path = path[len(prefix):]
+        return {"SCRIPT_NAME": prefix, "PATH_INFO": path}
 
     def watch(self, parser: Any, upload: BufferedUpload, data: bytes, consumed: int) -> int:
         """After waitress's parser took ``consumed`` bytes of ``data``:
