@@ -636,3 +636,22 @@ def test_a_cancel_a_throttled_store_took_before_the_bodys_end_is_written_is_kept
             poll(url, "endgate1")), "the record's end")
     assert response.status == 409
     assert (last["state"], last["status"], last["cancelled"]) == ("error", 409, True)
+
+
+def test_an_uploads_connection_stays_open_for_the_next_request():
+    """An upload's response keeps the Content-Length the app gave it, so
+    waitress keeps the connection open (HTTP/1.1 keep-alive)."""
+    app = make_app()
+    with served(app) as url:
+        host, port = url.removeprefix("http://").split(":")
+        connection = http.client.HTTPConnection(host, int(port), timeout=WAIT)
+        try:
+            connection.request("POST", "/upload?X-Progress-ID=keep1", b"x" * 1000, ALICE)
+            first = connection.getresponse()
+            assert first.status == 200 and json.loads(first.read())["read"] == 1000
+            assert first.getheader("Content-Length") is not None
+            assert not first.will_close
+            connection.request("GET", "/")
+            assert connection.getresponse().read() == b"home"
+        finally:
+            connection.close()
