@@ -14,6 +14,7 @@ import contextlib
 import http.client
 import json
 import logging
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -28,7 +29,7 @@ from pyramid_upload_progress import MemoryUploadProgressStore
 from pyramid_upload_progress import waitress_runner
 from pyramid_upload_progress.stores.sqlite import SQLiteUploadProgressStore
 from pyramid_upload_progress.waitress_runner import StoreWriter, create_server, find_policy
-from tests.e2e.client import UploadThread, get_json, slow_upload
+from tests.e2e.client import UploadThread, get_json, read_response, slow_upload
 from tests.plain_app import HeaderSecurityPolicy, read_stream
 
 pytestmark = pytest.mark.timeout(60)
@@ -655,3 +656,25 @@ def test_an_uploads_connection_stays_open_for_the_next_request():
             assert connection.getresponse().read() == b"home"
         finally:
             connection.close()
+
+
+def test_pipelined_uploads_on_one_connection_each_get_their_own_record():
+    """Two uploads with ids and a GET, sent at once on one keep-alive
+    connection: waitress parses them in one read, each its own record."""
+    app = make_app()
+    heads = [b"POST /upload?X-Progress-ID=pipe1 HTTP/1.1\r\nHost: h\r\nX-User: alice\r\n"
+             b"Content-Length: 5000\r\n\r\n" + b"a" * 5000,
+             b"POST /upload HTTP/1.1\r\nHost: h\r\nX-User: alice\r\nX-Progress-ID: pipe2\r\n"
+             b"Transfer-Encoding: chunked\r\n\r\n1b58\r\n" + b"b" * 7000 + b"\r\n0\r\n\r\n",
+             b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"]
+    with served(app) as url:
+        host, port = url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=WAIT) as sock:
+            sock.sendall(b"".join(heads))
+            with sock.makefile("rb") as stream:
+                answers = [read_response(stream) for _ in heads]
+        assert [a.status for a in answers] == [200, 200, 200]
+        assert [a.json()["read"] for a in answers[:2]] == [5000, 7000]
+        ends = [wait_for(lambda pid=pid: (lambda a: a if a["state"] == "done" else None)(
+            poll(url, pid)), "the record's end") for pid in ("pipe1", "pipe2")]
+    assert [(e["received"], e["size"]) for e in ends] == [(5000, 5000), (7000, None)]
