@@ -100,7 +100,7 @@ def served(app: Any, **settings: Any) -> Iterator[str]:
     socket_map: dict[int, Any] = {}
     server = create_server(app, map=socket_map, **{"listen": "127.0.0.1:0", "threads": 4,
                                                    **settings})
-    thread = threading.Thread(target=server.run, daemon=True)
+    thread = threading.Thread(target=server.run, name="waitress-io", daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.effective_port}"
@@ -678,3 +678,40 @@ def test_pipelined_uploads_on_one_connection_each_get_their_own_record():
         ends = [wait_for(lambda pid=pid: (lambda a: a if a["state"] == "done" else None)(
             poll(url, pid)), "the record's end") for pid in ("pipe1", "pipe2")]
     assert [(e["received"], e["size"]) for e in ends] == [(5000, 5000), (7000, None)]
+
+
+def _noting(name: str):
+    def call(self, *args):
+        self.threads.add(threading.current_thread().name)
+        return getattr(MemoryUploadProgressStore, name)(self, *args)
+    return call
+
+
+class ThreadNotingStore(MemoryUploadProgressStore):
+    """A memory store that notes the thread of every call that writes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.threads: set[str] = set()
+
+    start, set_owner, finish, discard = (
+        _noting(name) for name in ("start", "set_owner", "finish", "discard"))
+
+
+def test_waitress_io_thread_never_calls_the_store():
+    """Served, cancelled, refused (413) and abandoned uploads: every store
+    write comes from the writer or an app thread, never from waitress's
+    I/O thread."""
+    store = ThreadNotingStore()
+    app = make_app(store)
+    with served(app, max_request_body_size=4 * SIZE) as url:
+        slow_upload(url, "/upload", size=SIZE, chunk=CHUNK, delay=0,
+                    headers={**ALICE, "X-Progress-ID": "io1"})
+        with contextlib.suppress(OSError):
+            slow_upload(url, "/upload", size=8 * SIZE, chunk=CHUNK, delay=0,
+                        headers={**ALICE, "X-Progress-ID": "io2"})
+        slow_upload(url, "/upload", size=SIZE, chunk=CHUNK, delay=0, disconnect_after=SIZE // 2,
+                    headers={**ALICE, "X-Progress-ID": "io3"})
+        for pid in ("io1", "io2", "io3"):
+            wait_for(lambda pid=pid: poll(url, pid)["state"] in ("done", "error"), pid)
+    assert store.threads and "waitress-io" not in store.threads, store.threads
