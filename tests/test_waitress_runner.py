@@ -715,3 +715,27 @@ def test_waitress_io_thread_never_calls_the_store():
         for pid in ("io1", "io2", "io3"):
             wait_for(lambda pid=pid: poll(url, pid)["state"] in ("done", "error"), pid)
     assert store.threads and "waitress-io" not in store.threads, store.threads
+
+
+def test_chunk_extensions_trailers_and_expect_continue_are_counted_as_the_body():
+    """A chunked body with chunk extensions and a trailer, sent after
+    waitress's ``100 Continue``: ``received`` is the body's bytes, as the
+    app reads them."""
+    app = make_app()
+    with served(app) as url:
+        host, port = url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=WAIT) as sock:
+            sock.sendall(b"POST /upload?X-Progress-ID=ext1 HTTP/1.1\r\nHost: h\r\n"
+                         b"X-User: alice\r\nTransfer-Encoding: chunked\r\n"
+                         b"Expect: 100-continue\r\nConnection: close\r\n\r\n")
+            with sock.makefile("rb") as stream:
+                assert stream.readline().startswith(b"HTTP/1.1 100 ")
+                assert stream.readline() == b"\r\n"
+                sock.sendall(b"5;name=value\r\nhello\r\n")
+                wait_for(lambda: poll(url, "ext1")["received"] == 5, "the first chunk")
+                sock.sendall(b'6;a="b;c"\r\n world\r\n0\r\nX-Trailer: yes\r\n\r\n')
+                response = read_response(stream)
+        last = wait_for(lambda: (lambda a: a if a["state"] == "done" else None)(
+            poll(url, "ext1")), "the record's end")
+    assert (response.status, response.json()["read"]) == (200, 11)
+    assert (last["received"], last["size"], last["status"]) == (11, None, 200)
