@@ -59,7 +59,10 @@ class IUploadProgressStore(Interface):
         :class:`pyramid_upload_progress.UploadCancelled`. A throttled store
         ignores it. Returns ``None`` when the store declines to track
         the upload (it is full); the upload is then served untracked. Called
-        from the request's thread, before any of the body is read.
+        from the request's thread, before any of the body is read; under
+        the waitress runner, for an upload with an id, from the runner's
+        writer thread (or the request's) once waitress has its headers,
+        some of the body perhaps received already.
         """
 
     def update(key, received, files, ended=False):
@@ -77,7 +80,9 @@ class IUploadProgressStore(Interface):
         :meth:`cancel` has been called for the upload: the add-on then makes
         its next read raise ``UploadCancelled`` (so a cancel costs no
         round-trip of its own). A key the store has already forgotten is
-        ignored (return false). Called from the thread reading the body.
+        ignored (return false). Called from the thread reading the body;
+        under the waitress runner, while waitress receives the body, from
+        the runner's writer thread.
         Implement it as ``update(self, key, received, files, ended=False)``.
         """
 
@@ -114,7 +119,9 @@ class IUploadProgressStore(Interface):
         takes ``cancelled`` as given, so an upload that was read whole
         before it could see a cancel ends as it really ended. The record is
         kept for ``timeout`` seconds from now. Called once per upload, from
-        the thread that served the request.
+        the thread that served the request; under the waitress runner, for
+        an upload that waitress ended before the app ran (a cancel, its own
+        413, a client gone), from the runner's writer thread.
         """
 
     def discard(key):

@@ -15,6 +15,12 @@ _BOUNDARY = re.compile(r'boundary=(?:"([^"]{1,200})"|([^;\s]{1,200}))', re.IGNOR
 # lines, line ends as the e-mail parser behind WebOb has them (CR, LF, CRLF).
 _DISPOSITION = re.compile(rb"(?:\A|[\r\n])content-disposition:"
                           rb"([^\r\n]*(?:(?:\r\n|\r|\n)[ \t][^\r\n]*)*)", re.IGNORECASE)
+# Where a part's header fields end for WebOb (Python's cgi module): at a
+# line of whitespace alone (lines end at LF there), or at a line that the
+# e-mail parser behind it takes for no header field (nor a folded line, nor
+# "From "): what follows is the part's content, never a field.
+_FIELDS_END = re.compile(rb"(?:\r\n|\r(?!\n)|\n)(?:[ \t\x0b\x0c\r]*(?:\n|\Z)"
+                         rb"|(?![\x21-\x39\x3b-\x7e]*:|[ \t]|From ))")
 # One ";"-separated segment, as Python's cgi.parse_header (WebOb's parser)
 # splits them: a ";" inside a quoted string does not split, a quote right
 # after a backslash neither opens nor closes one, an unclosed quote runs to
@@ -168,9 +174,13 @@ def part_names(block: bytes) -> tuple[str | None, str | None]:
     ``request.POST`` gives them to the application; None where absent.
 
     Only the first ``Content-Disposition`` field counts, folded lines
-    included; it is read as UTF-8, an invalid byte becoming U+FFFD. Never
-    raises; time linear in the block.
+    included, among the fields before a line that is none; it is read as
+    UTF-8, an invalid byte becoming U+FFFD. Never raises; time linear in
+    the block.
     """
+    end = _FIELDS_END.search(block)
+    if end is not None:
+        block = block[:end.start()]
     found = _DISPOSITION.search(block)
     if found is None:
         return None, None

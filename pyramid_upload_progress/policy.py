@@ -91,8 +91,10 @@ class UploadProgressPolicy:
         except BaseException:
             upload.finish(None, failed=True)
             raise
+        length = response.content_length  # WebOb drops it as app_iter is set
         response.app_iter = _ClosingIterable(response.app_iter, upload,
                                              response.status_int, unreadable)
+        response.content_length = length
         return response
 
     def _chunked_unreadable(self, environ: dict[str, Any]) -> bool:

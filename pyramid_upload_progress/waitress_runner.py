@@ -39,6 +39,7 @@ from waitress 1.4.4 to 3.0.2 (the range the ``waitress`` extra pins):
 - ``HTTPChannel``: ``parser_class``, ``task_class``, ``request`` (the
   request being received), ``handle_close()``;
 - ``HTTPRequestParser``: ``received(data)`` (called per socket read),
+  ``close()`` (called once waitress is done with the request, served or not),
   ``headers_finished``, ``completed``, ``error``, ``content_length``,
   ``chunked``, ``body_rcv``, ``headers``, ``path``, ``query``;
 - ``FixedStreamReceiver.remain``; ``len()`` of a ``ChunkedReceiver``;
@@ -178,7 +179,9 @@ class BufferedUpload:
         declined the upload. Called from the app's thread by the execution
         policy, which may wait on the store (a store failure raises, and the
         policy serves the upload untracked); waits for a write of the
-        writer's in progress."""
+        writer's in progress. An upload the store cancelled before it took
+        the body's end is handed over cancelled: the app's first read
+        raises :class:`~pyramid_upload_progress.UploadCancelled`."""
         link = self._link
         with self.lock:
             if self._dropped:
@@ -191,16 +194,21 @@ class BufferedUpload:
                     return None
             if link.interval is not None and not self._ended_written:
                 self._ended_written = True
-                link.store.update(self.key, self.received, None, True)
+                if link.store.update(self.key, self.received, None, True):
+                    self.cancelled = True
             tracked.adopt(self.started, self.received, self.body_end)
+            if self.cancelled:  # taken by the store as the body ended
+                tracked.cancel()
             return self.key
 
     def served(self, status: int | None) -> None:
-        """The app has answered; if the policy never took the record over
-        (a middleware answered, or the app does not track it), end it with
-        that status. Called from the app's thread."""
+        """The app has answered, or (``None``) waitress is done with the
+        request without calling it (the client went while it waited for a
+        thread); if the policy never took the record over (a middleware
+        answered, or the app does not track it), end it with that status,
+        unless it has its end already. Called from the app's thread."""
         with self.lock:
-            if self._done:
+            if self._done or self.outcome is not None:
                 return
             self.outcome = (status, False)
         self._writer.submit(self)
@@ -277,7 +285,7 @@ class Watcher:
         self.writer = StoreWriter()
         self._id_header = ids.header_key(link.id_param)
         self._header = self._id_header[len("HTTP_"):]
-        self._report_paths = {link.report_path, url_prefix + link.report_path}
+        self._url_prefix = url_prefix
         self._failed = False
         self.cancelled_error: Any = None
 
@@ -294,13 +302,30 @@ class Watcher:
             upload_id = ids.upload_id(environ, self.link.id_param, self._id_header)
         except ids.BadUploadId:
             return None
-        if upload_id is None or parser.path in self._report_paths:
+        if upload_id is None:
+            return None
+        environ = self._paths(parser.path)
+        if environ["PATH_INFO"] == self.link.report_path:
             return None
         upload = parser.buffered_upload = BufferedUpload(
-            self.link, self.writer, upload_id, request_path({"PATH_INFO": parser.path}),
+            self.link, self.writer, upload_id, request_path(environ),
             None if parser.chunked else parser.content_length)
         self.writer.submit(upload)
         return upload
+
+    def _paths(self, path: str) -> dict[str, str]:
+        """``SCRIPT_NAME`` and ``PATH_INFO`` as waitress gives them to the
+        app for the request path ``path`` (its leading slashes made one,
+        ``url_prefix`` moved to ``SCRIPT_NAME``)."""
+        if path.startswith("/"):
+            path = "/" + path.lstrip("/")
+        prefix = self._url_prefix
+        if prefix:
+            if path == prefix:
+                path = ""
+            elif path.startswith(prefix + "/"):
+                path = path[len(prefix):]
+        return {"SCRIPT_NAME": prefix, "PATH_INFO": path}
 
     def watch(self, parser: Any, upload: BufferedUpload, data: bytes, consumed: int) -> int:
         """After waitress's parser took ``consumed`` bytes of ``data``:
@@ -312,17 +337,17 @@ class Watcher:
             parser.progress_upload = None
             upload.outcome = (getattr(error, "code", None), False)
             self.writer.submit(upload)
-        elif parser.completed:
-            parser.progress_upload = None
-            upload.body_end = time.time()
-            self.writer.submit(upload)
-        elif upload.cancelled:
+        elif upload.cancelled:  # before the body's end: it is never read whole
             parser.progress_upload = None
             parser.error = self.cancelled_error("upload cancelled")
             parser.completed = True
             upload.outcome = (409, True)
             self.writer.submit(upload)
             return len(data)
+        elif parser.completed:
+            parser.progress_upload = None
+            upload.body_end = time.time()
+            self.writer.submit(upload)
         elif self.link.interval is not None and time.monotonic() >= upload.next_write:
             self.writer.submit(upload)
         return consumed
@@ -379,6 +404,15 @@ def _channel_class(channel_base: Any, watcher: Watcher) -> type:
                     watcher.failed()
             return consumed
 
+        def close(self) -> None:
+            upload = self.buffered_upload
+            if upload is not None:
+                try:
+                    upload.served(None)
+                except Exception:
+                    watcher.failed()
+            parser_base.close(self)
+
     class ProgressTask(task_base):  # type: ignore[misc, valid-type]
         def get_environment(self) -> dict[str, Any]:
             environ = task_base.get_environment(self)
@@ -434,6 +468,7 @@ def waitress_moved(channel_class: Any) -> str | None:
             getattr(Error, name)
         for name in ("handle_close", "received", "request"):
             getattr(channel_class, name)
+        channel_class.parser_class.close
         task_class = channel_class.task_class
         for name in ("get_environment", "execute", "status"):
             getattr(task_class, name)

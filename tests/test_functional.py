@@ -705,3 +705,20 @@ def test_an_unthrottled_store_is_written_nothing_while_the_body_arrives():
     record = upload_through(store, "0")
     assert store.updates == []
     assert (record.received, record.state) == (100_000, "done")
+
+@pytest.mark.parametrize("query", ["", "X-Progress-ID=len1"], ids=["untracked", "tracked"])
+def test_an_uploads_response_keeps_its_content_length(query):
+    """The add-on wraps the response body to learn when it ends; the
+    response must stay as the app made it: a server (waitress) that gets
+    no Content-Length answers chunked and closes the connection."""
+    headers = []
+    environ = {"REQUEST_METHOD": "POST", "PATH_INFO": "/upload", "QUERY_STRING": query,
+               "CONTENT_LENGTH": "10", "wsgi.input": io.BytesIO(b"x" * 10),
+               "SERVER_NAME": "localhost", "SERVER_PORT": "80", "wsgi.url_scheme": "http"}
+    app_iter = make_app()(environ, lambda status, found, exc_info=None: headers.extend(found))
+    try:
+        body = b"".join(app_iter)
+    finally:
+        if hasattr(app_iter, "close"):
+            app_iter.close()
+    assert ("Content-Length", str(len(body))) in headers

@@ -95,6 +95,13 @@ def test_a_crafted_disposition_is_served_and_listed_as_the_app_gets_it(dispositi
     b'Content-Disposition: form-data; name="f";\rfilename="cr.txt"',
     b'Content-Disposition : form-data; name="f"; filename="spaced.txt"',
     b'X-Before: 1\r\ncontent-DISPOSITION:form-data;name=f;filename=bare.txt\r\nX-After: 2',
+    # What follows a line that is no header field is content, never a field:
+    b'Content-Disposition : form-data; name="s"; filename="spaced.txt"\r\n'
+    b'Content-Disposition: form-data; name="f"; filename="after-spaced.txt"',
+    b'X-Before: 1\r\nno colon\r\n'
+    b'Content-Disposition: form-data; name="f"; filename="after-junk.txt"',
+    b'X-Before: 1\r\n \t\r\n'
+    b'Content-Disposition: form-data; name="f"; filename="after-blank.txt"',
 ])
 def test_the_header_lines_are_read_as_the_app_gets_them(head):
     got, listed = post_tracked([(head, b"data")])
@@ -253,6 +260,24 @@ def header_blocks(draw) -> bytes:
 @given(block=header_blocks())
 def test_header_lines_folds_and_line_ends_are_read_as_webob_reads_them(block):
     assert multipart.part_names(block) == as_webob_reads(block)
+
+
+LINES = st.lists(st.one_of(
+    header_blocks(), st.sampled_from([b"", b" ", b"\t", b"\x0b", b"From x", b": v", b"no colon",
+                                      b"Content-Disposition : form-data; name=a; filename=b",
+                                      b"Content-Disposition: form-data; name=f; filename=x",
+                                      b"X-\xc3\xa9: 1", b"\r"]),
+    LINE_VALUE), min_size=1, max_size=6)
+
+
+@SLOW_FUZZ
+@given(lines=LINES, ends=st.lists(st.sampled_from([b"\r\n", b"\n", b"\r"]), min_size=5,
+                                  max_size=5))
+def test_any_header_lines_are_read_as_webob_reads_them(lines, ends):
+    """Lines that are no header fields among them, as the scanner hands a
+    block over: from the boundary line's end."""
+    block = lines[0] + b"".join(end + line for end, line in zip(ends, lines[1:]))
+    assert multipart.part_names(b"\r\n" + block) == as_webob_reads(block)
 
 
 @FUZZ

@@ -14,6 +14,7 @@ import contextlib
 import http.client
 import json
 import logging
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -28,7 +29,7 @@ from pyramid_upload_progress import MemoryUploadProgressStore
 from pyramid_upload_progress import waitress_runner
 from pyramid_upload_progress.stores.sqlite import SQLiteUploadProgressStore
 from pyramid_upload_progress.waitress_runner import StoreWriter, create_server, find_policy
-from tests.e2e.client import UploadThread, get_json, slow_upload
+from tests.e2e.client import UploadThread, get_json, read_response, slow_upload
 from tests.plain_app import HeaderSecurityPolicy, read_stream
 
 pytestmark = pytest.mark.timeout(60)
@@ -49,6 +50,7 @@ class RecordingSQLiteStore(SQLiteUploadProgressStore):
         # Polls, the writer and the app's thread share the file: on a busy
         # machine 100 ms of lock (the default) may not do.
         super().__init__(path, lock_timeout=2.0)
+        self.create()  # not lazily, by the first of several threads at once
         self.writes: list[tuple[str, int, bool]] = []
         self.starts = 0
 
@@ -96,9 +98,9 @@ def make_app(store: Any = None, gate: threading.Event | None = None,
 def served(app: Any, **settings: Any) -> Iterator[str]:
     """``app`` served by the runner on a free loopback port, in a thread."""
     socket_map: dict[int, Any] = {}
-    server = create_server(app, map=socket_map, listen="127.0.0.1:0", threads=4,
-                           **settings)
-    thread = threading.Thread(target=server.run, daemon=True)
+    server = create_server(app, map=socket_map, **{"listen": "127.0.0.1:0", "threads": 4,
+                                                   **settings})
+    thread = threading.Thread(target=server.run, name="waitress-io", daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.effective_port}"
@@ -527,3 +529,213 @@ def test_an_app_without_the_add_on_is_served_as_plain_waitress(caplog):
         assert server.channel_class is HTTPChannel
     finally:
         wasyncore.close_all(socket_map)
+
+
+# --- attacks ------------------------------------------------------------------
+
+
+def test_a_cancel_before_the_last_bytes_arrive_stops_the_body():
+    """The DELETE answered 200 while the body was still arriving: the read
+    that brings its last bytes (fewer than waitress reads at once) must not
+    hand it to the app."""
+    app = make_app()
+    answers = []
+
+    def cancel_before_the_last_chunk(sent):
+        if sent == SIZE:
+            wait_for(lambda: poll(url, "last1")["received"] == sent, "the body but a chunk")
+            answers.append(_request(url, "DELETE", "/upload-progress?X-Progress-ID=last1"))
+
+    with served(app) as url:
+        try:
+            response = slow_upload(url, "/upload", size=SIZE + 100, chunk=CHUNK, delay=0,
+                                   on_sent=cancel_before_the_last_chunk,
+                                   headers={**ALICE, "X-Progress-ID": "last1"})
+        except OSError:
+            response = None  # the connection closed under the client
+        assert [(status, answer["cancelled"]) for status, _, answer in answers] == [(200, True)]
+        last = wait_for(lambda: (lambda a: a if a["state"] != "uploading" else None)(
+            poll(url, "last1")), "the record's end")
+    assert response is None or response.status == 409
+    assert (last["state"], last["status"], last["cancelled"]) == ("error", 409, True)
+    assert app.calls == []
+
+
+def test_a_client_gone_once_the_body_is_in_but_before_the_app_runs_ends_the_record():
+    """With ``channel_request_lookahead`` waitress reads on while a request
+    waits for a thread, so it sees the client go; it then never calls the
+    app for that request. The record must not stay ``uploading``."""
+    gate = threading.Event()
+    app = make_app(gate=gate)
+    with served(app, threads=1, channel_request_lookahead=1) as url:
+        busy = UploadThread(url, "/upload", size=10, chunk=10, delay=0, headers=ALICE)
+        busy.start()
+        try:
+            wait_for(lambda: app.calls, "the one thread busy")
+            slow_upload(url, "/upload", size=SIZE, chunk=CHUNK, delay=0, disconnect_after=SIZE,
+                        headers={**ALICE, "X-Progress-ID": "queued1"})
+            wait_for(lambda: poll(url, "queued1")["received"] == SIZE, "the whole body in")
+        finally:
+            gate.set()
+        assert busy.join_result().status == 200
+        last = wait_for(lambda: (lambda a: a if a["state"] != "uploading" else None)(
+            poll(url, "queued1")), "the record's end")
+    assert (last["state"], last["received"]) == ("error", SIZE)
+    assert app.calls == ["/upload"]
+
+
+@pytest.mark.parametrize("path, settings", [
+    ("//upload-progress", {}), ("///upload-progress", {}),
+    ("/app/upload-progress", {"url_prefix": "/app"}),
+    ("//app/upload-progress", {"url_prefix": "/app"})])
+def test_a_body_sent_to_the_report_path_is_never_tracked(path, settings):
+    """waitress gives the app ``//upload-progress`` as ``/upload-progress``
+    (and moves ``url_prefix`` to ``SCRIPT_NAME``): the report view's own
+    path, which is never tracked."""
+    app = make_app()
+    with served(app, **settings) as url:
+        response = slow_upload(url, f"{path}?X-Progress-ID=rp1", size=10, chunk=10, delay=0,
+                               headers=ALICE)
+        assert response.status == 405  # the report view answered
+        assert poll(url, "rp1")["state"] == "starting"
+
+
+class EndGatedSQLiteStore(SQLiteUploadProgressStore):
+    """A throttled store whose write of a body's end waits for ``release``
+    (a store that is slow just then)."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path, lock_timeout=2.0)
+        self.create()
+        self.entered, self.release = threading.Event(), threading.Event()
+
+    def update(self, key, received, files, ended=False):
+        if ended:
+            self.entered.set()
+            self.release.wait(WAIT)
+        return super().update(key, received, files, ended)
+
+
+def test_a_cancel_a_throttled_store_took_before_the_bodys_end_is_written_is_kept(tmp_path):
+    """The store answered the DELETE 200 (the end of the body not written
+    yet): the store then says so at that write, and the upload is stopped
+    as the contract has it, never served on as if not cancelled."""
+    store = EndGatedSQLiteStore(str(tmp_path / "up.sqlite"))
+    app = make_app(store)
+    with served(app) as url:
+        upload = UploadThread(url, "/upload", size=SIZE, chunk=CHUNK, delay=0,
+                              headers={**ALICE, "X-Progress-ID": "endgate1"})
+        upload.start()
+        try:
+            assert store.entered.wait(WAIT)  # waitress has the body; its end unwritten
+            status, _, answer = _request(url, "DELETE", "/upload-progress?X-Progress-ID=endgate1")
+        finally:
+            store.release.set()
+        assert (status, answer["cancelled"]) == (200, True)
+        response = upload.join_result()
+        last = wait_for(lambda: (lambda a: a if a["state"] != "uploading" else None)(
+            poll(url, "endgate1")), "the record's end")
+    assert response.status == 409
+    assert (last["state"], last["status"], last["cancelled"]) == ("error", 409, True)
+
+
+def test_an_uploads_connection_stays_open_for_the_next_request():
+    """An upload's response keeps the Content-Length the app gave it, so
+    waitress keeps the connection open (HTTP/1.1 keep-alive)."""
+    app = make_app()
+    with served(app) as url:
+        host, port = url.removeprefix("http://").split(":")
+        connection = http.client.HTTPConnection(host, int(port), timeout=WAIT)
+        try:
+            connection.request("POST", "/upload?X-Progress-ID=keep1", b"x" * 1000, ALICE)
+            first = connection.getresponse()
+            assert first.status == 200 and json.loads(first.read())["read"] == 1000
+            assert first.getheader("Content-Length") is not None
+            assert not first.will_close
+            connection.request("GET", "/")
+            assert connection.getresponse().read() == b"home"
+        finally:
+            connection.close()
+
+
+def test_pipelined_uploads_on_one_connection_each_get_their_own_record():
+    """Two uploads with ids and a GET, sent at once on one keep-alive
+    connection: waitress parses them in one read, each its own record."""
+    app = make_app()
+    heads = [b"POST /upload?X-Progress-ID=pipe1 HTTP/1.1\r\nHost: h\r\nX-User: alice\r\n"
+             b"Content-Length: 5000\r\n\r\n" + b"a" * 5000,
+             b"POST /upload HTTP/1.1\r\nHost: h\r\nX-User: alice\r\nX-Progress-ID: pipe2\r\n"
+             b"Transfer-Encoding: chunked\r\n\r\n1b58\r\n" + b"b" * 7000 + b"\r\n0\r\n\r\n",
+             b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"]
+    with served(app) as url:
+        host, port = url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=WAIT) as sock:
+            sock.sendall(b"".join(heads))
+            with sock.makefile("rb") as stream:
+                answers = [read_response(stream) for _ in heads]
+        assert [a.status for a in answers] == [200, 200, 200]
+        assert [a.json()["read"] for a in answers[:2]] == [5000, 7000]
+        ends = [wait_for(lambda pid=pid: (lambda a: a if a["state"] == "done" else None)(
+            poll(url, pid)), "the record's end") for pid in ("pipe1", "pipe2")]
+    assert [(e["received"], e["size"]) for e in ends] == [(5000, 5000), (7000, None)]
+
+
+def _noting(name: str):
+    def call(self, *args):
+        self.threads.add(threading.current_thread().name)
+        return getattr(MemoryUploadProgressStore, name)(self, *args)
+    return call
+
+
+class ThreadNotingStore(MemoryUploadProgressStore):
+    """A memory store that notes the thread of every call that writes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.threads: set[str] = set()
+
+    start, set_owner, finish, discard = (
+        _noting(name) for name in ("start", "set_owner", "finish", "discard"))
+
+
+def test_waitress_io_thread_never_calls_the_store():
+    """Served, cancelled, refused (413) and abandoned uploads: every store
+    write comes from the writer or an app thread, never from waitress's
+    I/O thread."""
+    store = ThreadNotingStore()
+    app = make_app(store)
+    with served(app, max_request_body_size=4 * SIZE) as url:
+        slow_upload(url, "/upload", size=SIZE, chunk=CHUNK, delay=0,
+                    headers={**ALICE, "X-Progress-ID": "io1"})
+        with contextlib.suppress(OSError):
+            slow_upload(url, "/upload", size=8 * SIZE, chunk=CHUNK, delay=0,
+                        headers={**ALICE, "X-Progress-ID": "io2"})
+        slow_upload(url, "/upload", size=SIZE, chunk=CHUNK, delay=0, disconnect_after=SIZE // 2,
+                    headers={**ALICE, "X-Progress-ID": "io3"})
+        for pid in ("io1", "io2", "io3"):
+            wait_for(lambda pid=pid: poll(url, pid)["state"] in ("done", "error"), pid)
+    assert store.threads and "waitress-io" not in store.threads, store.threads
+
+
+def test_chunk_extensions_trailers_and_expect_continue_are_counted_as_the_body():
+    """A chunked body with chunk extensions and a trailer, sent after
+    waitress's ``100 Continue``: ``received`` is the body's bytes, as the
+    app reads them."""
+    app = make_app()
+    with served(app) as url:
+        host, port = url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=WAIT) as sock:
+            sock.sendall(b"POST /upload?X-Progress-ID=ext1 HTTP/1.1\r\nHost: h\r\n"
+                         b"X-User: alice\r\nTransfer-Encoding: chunked\r\n"
+                         b"Expect: 100-continue\r\nConnection: close\r\n\r\n")
+            with sock.makefile("rb") as stream:
+                assert stream.readline().startswith(b"HTTP/1.1 100 ")
+                assert stream.readline() == b"\r\n"
+                sock.sendall(b"5;name=value\r\nhello\r\n")
+                wait_for(lambda: poll(url, "ext1")["received"] == 5, "the first chunk")
+                sock.sendall(b'6;a="b;c"\r\n world\r\n0\r\nX-Trailer: yes\r\n\r\n')
+                response = read_response(stream)
+        last = wait_for(lambda: (lambda a: a if a["state"] == "done" else None)(
+            poll(url, "ext1")), "the record's end")
+    assert (response.status, response.json()["read"]) == (200, 11)
+    assert (last["received"], last["size"], last["status"]) == (11, None, 200)

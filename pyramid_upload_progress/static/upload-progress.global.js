@@ -92,7 +92,9 @@
     try {
       value = JSON.parse(body);
     } catch (error) {
-      const nginx = /^\s*(?:new\s+Object|[\w$.]+)\s*\(\s*(\{[^{}]*\})\s*\)\s*;?\s*$/.exec(body);
+      // Trimmed first: whitespace on both sides of an optional ";" at the
+      // end would make the pattern backtrack quadratically on a long tail.
+      const nginx = /^(?:new\s+Object|[\w$.]+)\s*\(\s*(\{[^{}]*\})\s*\)\s*;?$/.exec(body.trim());
       if (!nginx) throw error;
       value = JSON.parse(nginx[1].replace(/'/g, '"'));
     }

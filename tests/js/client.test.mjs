@@ -1,6 +1,7 @@
 // The JavaScript client on its own: a fake report view, a fake XHR and a
 // fake clock (node:test's mock timers). Run: node --test tests/js/
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { mock, test } from 'node:test';
 
@@ -306,6 +307,22 @@ test('nginx\'s answers are read: JSON, the default output, JSONP', () => {
   assert.equal(normalizeUpload(nginx).percent, 50);
   assert.equal(normalizeUpload({ state: 'done' }).percent, 100);
   assert.throws(() => parseReport('<p>{"state": "done"}</p>'), SyntaxError);
+});
+
+test('a long answer that is almost nginx\'s output is refused without backtracking', () => {
+  // Parsed in a child process bounded in time: a regular expression that
+  // backtracks holds the event loop, where no test timeout can fire.
+  const script = `
+    import { parseReport } from ${JSON.stringify(new URL('../../pyramid_upload_progress/static/upload-progress.js', import.meta.url).href)};
+    const spaces = ' '.repeat(600000);
+    const outcome = (body) => { try { return parseReport(body); } catch (error) { return error.name; } };
+    console.log(JSON.stringify([outcome('progress({ "state" : "done" })' + spaces + 'x'),
+                                outcome('progress(' + spaces + 'x'),
+                                outcome('progress({ "state" : "done" })' + spaces + ';' + spaces)]));`;
+  const child = spawnSync(process.execPath, ['--input-type=module', '-e', script],
+                          { encoding: 'utf8', timeout: 20000 });
+  assert.equal(child.signal, null, 'the parse did not end within 20 s');
+  assert.deepEqual(JSON.parse(child.stdout), ['SyntaxError', 'SyntaxError', { state: 'done' }]);
 });
 
 test('listUploads() normalizes the listing and rejects a refusal', async () => {
