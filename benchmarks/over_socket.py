@@ -1,6 +1,7 @@
 """Rows measured over loopback sockets, against child servers: 3, 5b, 6.
 
-gunicorn runs through the e2e tests' harness (``tests.e2e.servers.serve``:
+gunicorn and waitress (plain, or the add-on's runner) run through the e2e
+tests' harness (``tests.e2e.servers.serve``:
 its own process group, always killed on exit); nginx and redis-server are
 run here the same way, as non-daemon children with their own files in a
 temporary directory, on free 127.0.0.1 ports.
@@ -71,6 +72,15 @@ def gunicorn(tracked: bool, settings: dict[str, str] | None = None,
     threads; ``env`` is added to its environment."""
     return serve("gunicorn", "bench_app:app", threads=THREADS,
                  env={**bench_env(tracked, settings), **(env or {})})
+
+
+def waitress(tracked: bool, env: Mapping[str, str]) -> contextlib.AbstractContextManager[Server]:
+    """The benchmark app on waitress, ``THREADS`` threads, one process: plain
+    waitress serving the untracked app, the add-on's runner the tracked one
+    (which it tracks while waitress buffers the body, before the app runs);
+    ``env`` is added to its environment."""
+    return serve("waitress-runner" if tracked else "waitress", "bench_app:app",
+                 threads=THREADS, env={**bench_env(tracked), **env})
 
 
 @contextlib.contextmanager
@@ -254,6 +264,8 @@ class ServerPair:
 SERVER_PAIRS = (
     ServerPair("3a", "gunicorn gthread",
                lambda tracked, env: gunicorn(tracked, env=env), worker_pid),
+    ServerPair("3c", "waitress (tracked: the add-on's runner)", waitress,
+               lambda server: server.process.pid),  # one process, no worker child
 )
 
 

@@ -3,14 +3,17 @@ its table with every row, ``benchmarks/big_uploads.py --quick`` its figures
 (timings are not judged here: a missed target is a finding, not a
 failure). Row 3's servers are checked to be measured as the table says."""
 import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests.e2e.client import get_json, read_response
+
 ROOT = Path(__file__).resolve().parent.parent
-ROWS = ("1a", "1b", "1c", "2a", "2b", "3a", "3b", "4a", "4b", "5a", "5b", "6", "7a", "7b")
+ROWS = ("1a", "1b", "1c", "2a", "2b", "3a", "3b", "3c", "4a", "4b", "5a", "5b", "6", "7a", "7b")
 MIB = 1024 * 1024
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]  # a loaded machine starts servers slowly
@@ -71,8 +74,9 @@ def test_row_3_prints_the_allocator_settings_and_faults_beside_cpu(quick_table):
             "glibc.malloc.mmap_threshold=4194304:glibc.malloc.trim_threshold=8388608"
             in quick_table), quick_table
     notes = dict(line.strip().split(": ", 1) for line in quick_table.splitlines()
-                 if re.match(r"  3[ab]: ", line))
+                 if re.match(r"  3[abc]: ", line))
     for row, cases in (("3a", ("untracked", "A/A", "tracked")),
+                       ("3c", ("untracked", "A/A", "tracked")),
                        ("3b", ("nginx", "nginx+addon", "nginx+module"))):
         for case in cases:
             assert re.search(rf"\b{re.escape(case)} \d+\.\d\d s( \(\d+\.\d\dx\))?, [\d,]+ faults",
@@ -92,6 +96,36 @@ def test_row_3_servers_start_with_the_tunables_and_are_measured_in_the_worker(ov
         assert b"gunicorn" in Path(f"/proc/{parent}/cmdline").read_bytes()
         upload = over_socket.measure(end, [("/drain?X-Progress-ID=w1", None)], 16 * MIB)
     assert upload.cpu > 0 and upload.rss > 0  # it read 16 MiB: it ran the app
+
+
+def test_row_3c_tracks_with_the_runner_while_waitress_buffers(over_socket, tmp_path):
+    pair = next(pair for pair in over_socket.SERVER_PAIRS if pair.row == "3c")
+    with over_socket.endpoint(pair, False, over_socket.ALLOCATOR, str(tmp_path)) as end:
+        assert b"--server\0waitress\0" in Path(f"/proc/{end.worker}/cmdline").read_bytes()
+    with over_socket.endpoint(pair, True, over_socket.ALLOCATOR, str(tmp_path)) as end:
+        # The process measured is the server itself: waitress has no worker child.
+        assert b"--server\0waitress-runner\0" in Path(f"/proc/{end.worker}/cmdline").read_bytes()
+        size, sent = 8 * MIB, 2 * MIB
+        with socket.create_connection(("127.0.0.1", end.port), timeout=30) as sock:
+            sock.sendall(f"POST /drain?X-Progress-ID=mid HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                         f"Content-Length: {size}\r\nConnection: close\r\n\r\n".encode()
+                         + b"z" * sent)
+            # waitress calls the app only once the whole body is in: a record
+            # with 0 < received < size now is the runner's, counting as it buffers.
+            seen = []
+
+            def poll() -> bool:
+                status, _, answer = get_json(
+                    end.port, "/upload-progress?X-Progress-ID=mid", timeout=5)
+                seen.append((status, answer.get("received"), answer.get("state")))
+                return status == 200 and answer.get("received") == sent
+
+            assert over_socket.bounded_wait(poll, 10, step=0.05), seen
+            assert seen[-1][2] == "uploading", seen
+            sock.sendall(b"z" * (size - sent))
+            with sock.makefile("rb") as stream:
+                response = read_response(stream)
+        assert (response.status, response.body) == (200, str(size).encode())
 
 
 def test_big_uploads_script_prints_cpu_faults_and_rss_per_case():

@@ -1,7 +1,7 @@
 """Run a real WSGI server in a subprocess on a loopback port, for e2e tests.
 
-``serve()`` is a context manager: it starts gunicorn (gthread), cheroot or
-waitress on 127.0.0.1, waits until the server answers, yields a
+``serve()`` is a context manager: it starts gunicorn (gthread), cheroot,
+waitress or the add-on's waitress runner on 127.0.0.1, waits until the server answers, yields a
 ``Server`` handle and always stops the process group on exit, even when
 the test fails.  The app is given as a 'module:attribute' spec importable
 from the repository root; settings reach it through environment variables
@@ -25,7 +25,7 @@ from typing import IO
 
 HOST = "127.0.0.1"
 REPO_ROOT = Path(__file__).resolve().parents[2]
-SERVERS = ("gunicorn", "cheroot", "waitress")
+SERVERS = ("gunicorn", "cheroot", "waitress", "waitress-runner")
 
 #: How long a server may take to answer its first request.
 START_TIMEOUT = 15.0
@@ -87,7 +87,7 @@ def _command(server: str, app: str, port: int, *, workers: int, threads: int) ->
             "--graceful-timeout", "2",
             app,
         ]  # fmt: skip
-    if server in ("cheroot", "waitress"):
+    if server in ("cheroot", "waitress", "waitress-runner"):
         if workers != 1:
             raise ValueError(f"{server} runs one process; workers must be 1")
         return [
