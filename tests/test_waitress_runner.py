@@ -566,7 +566,10 @@ def test_a_client_gone_once_the_body_is_in_but_before_the_app_runs_ends_the_reco
     waits for a thread, so it sees the client go; it then never calls the
     app for that request. The record must not stay ``uploading``."""
     gate = threading.Event()
-    app = make_app(gate=gate)
+    store = MemoryUploadProgressStore(timeout=300, stall_timeout=3600, max_uploads=100)
+    app = make_app(store=store, gate=gate)
+    # Read from the store, not polled: the one thread is busy, a poll would queue.
+    record = lambda: store.get("queued1", None)  # noqa: E731
     with served(app, threads=1, channel_request_lookahead=1) as url:
         busy = UploadThread(url, "/upload", size=10, chunk=10, delay=0, headers=ALICE)
         busy.start()
@@ -574,13 +577,14 @@ def test_a_client_gone_once_the_body_is_in_but_before_the_app_runs_ends_the_reco
             wait_for(lambda: app.calls, "the one thread busy")
             slow_upload(url, "/upload", size=SIZE, chunk=CHUNK, delay=0, disconnect_after=SIZE,
                         headers={**ALICE, "X-Progress-ID": "queued1"})
-            wait_for(lambda: poll(url, "queued1")["received"] == SIZE, "the whole body in")
+            wait_for(lambda: record() is not None and record().received == SIZE,
+                     "the whole body in")
         finally:
             gate.set()
         assert busy.join_result().status == 200
-        last = wait_for(lambda: (lambda a: a if a["state"] != "uploading" else None)(
-            poll(url, "queued1")), "the record's end")
-    assert (last["state"], last["received"]) == ("error", SIZE)
+        last = wait_for(lambda: (lambda r: r if r.state != "uploading" else None)(record()),
+                        "the record's end")
+    assert (last.state, last.received) == ("error", SIZE)
     assert app.calls == ["/upload"]
 
 
