@@ -21,7 +21,7 @@ import time
 import webtest
 from pyramid.response import Response
 
-from tests.attack_app import (
+from tests.apps import (
     WAIT,
     Background,
     held_upload,
@@ -29,7 +29,7 @@ from tests.attack_app import (
     serve_upload,
     store_of,
 )
-from tests.attack_stores import INTERVAL, each_store, store_settings
+from tests.store_kinds import INTERVAL, each_store, store_settings
 from tests.e2e.client import ALICE
 
 SIZE = 200_000

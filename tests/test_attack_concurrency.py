@@ -16,8 +16,8 @@ import time
 import pytest
 import webtest
 
-from tests.attack_app import WAIT, Background, held_upload, make_app
-from tests.attack_stores import each_store, store_settings
+from tests.apps import WAIT, Background, held_upload, make_app
+from tests.store_kinds import each_store, store_settings
 from tests.e2e.client import UploadThread, get_json
 from tests.e2e.servers import serve
 from tests.test_attack_cancel import read_all

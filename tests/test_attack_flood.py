@@ -20,7 +20,7 @@ import webtest
 
 import pyramid_upload_progress
 
-from tests.attack_app import (
+from tests.apps import (
     WAIT,
     Background,
     GatedInput,
@@ -29,7 +29,7 @@ from tests.attack_app import (
     serve_upload,
     store_of,
 )
-from tests.attack_stores import (
+from tests.store_kinds import (
     SHARED,
     each_store,
     redis_keys,

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pyramid_upload_progress import IUploadProgressStore
-from tests.attack_stores import STORES, store_settings
+from tests.store_kinds import STORES, store_settings
 from tests.plain_app import make_app
 from tests.e2e.client import ALICE
 

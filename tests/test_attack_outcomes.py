@@ -14,7 +14,7 @@ import pytest
 from pyramid.httpexceptions import HTTPForbidden, HTTPFound
 from pyramid.response import Response
 
-from tests.attack_app import make_app, serve_upload, store_of
+from tests.apps import make_app, serve_upload, store_of
 from tests.test_attack_multipart import disposition, form
 
 BOUNDARY = "outcome-boundary"

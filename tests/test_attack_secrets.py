@@ -16,8 +16,8 @@ import webtest
 from zope.interface import implementer
 
 from pyramid_upload_progress import IUploadProgressStore
-from tests.attack_app import Background, GatedInput, WAIT, make_app, serve_upload
-from tests.attack_stores import (
+from tests.apps import Background, GatedInput, WAIT, make_app, serve_upload
+from tests.store_kinds import (
     STORES,
     each_store,
     redis_dump,

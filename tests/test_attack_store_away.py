@@ -27,7 +27,7 @@ import pytest
 import webtest
 from pyramid.response import Response
 
-from tests.attack_app import WAIT, held_upload, make_app
+from tests.apps import WAIT, held_upload, make_app
 
 HELD = 4
 SIZE = 200_000

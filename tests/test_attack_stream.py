@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pyramid_upload_progress.stream import counting_input
-from tests.attack_inputs import (
+from tests.server_inputs import (
     cheroot_chunked,
     cheroot_length,
     chunked_wire,

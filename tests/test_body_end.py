@@ -20,9 +20,9 @@ import webob
 import webtest
 from pyramid.response import Response
 
-from tests.attack_app import WAIT, Background, make_app, store_of
-from tests.attack_inputs import chunked_wire, gunicorn_chunked, gunicorn_length
-from tests.attack_stores import each_store, store_settings
+from tests.apps import WAIT, Background, make_app, store_of
+from tests.server_inputs import chunked_wire, gunicorn_chunked, gunicorn_length
+from tests.store_kinds import each_store, store_settings
 from tests.e2e.client import ALICE
 
 SIZE = 100_000

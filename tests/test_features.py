@@ -280,7 +280,7 @@ def test_an_upload_sends_started_and_finished_once_with_request_and_record():
 
 @pytest.mark.parametrize("kind", ["memory", "sqlite", "redis"])
 def test_events_carry_the_stores_key(kind):
-    from tests.attack_stores import store_settings
+    from tests.store_kinds import store_settings
 
     app, seen = events_app(**store_settings(kind))
     webtest.TestApp(app).post("/upload?X-Progress-ID=k1", b"x" * 5000,

@@ -20,8 +20,8 @@ from pyramid.config import Configurator
 from pyramid.response import Response
 
 from pyramid_upload_progress import UploadFinished, UploadStarted
-from tests.attack_app import WAIT, Background, GatedInput, make_app, serve_upload, store_of
-from tests.attack_stores import each_store, store_settings
+from tests.apps import WAIT, Background, GatedInput, make_app, serve_upload, store_of
+from tests.store_kinds import each_store, store_settings
 from tests.e2e.client import ALICE
 from tests.plain_app import HeaderSecurityPolicy
 

@@ -75,7 +75,7 @@ def serve_upload(app: Any, body: bytes | None, path: str, *, raw: Any = None,
     """POST ``body`` (or the input ``raw``) to ``path`` as a streaming server
     would (``server``: whose input the body comes through), the response
     body read and closed; an exception the app lets through is raised."""
-    from tests.attack_inputs import cheroot_length, gunicorn_length
+    from tests.server_inputs import cheroot_length, gunicorn_length
 
     make_input = gunicorn_length if server == "gunicorn" else cheroot_length
     length = len(body) if body is not None else len(raw._data)
