@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import time
 import sqlite3
 import tempfile
 from typing import Any
@@ -57,6 +58,13 @@ def store_settings(kind: str, **settings: str) -> dict[str, str]:
                 "upload_progress.sqlite.path": sqlite_path(),
                 "upload_progress.update_interval": str(INTERVAL), **settings}
     raise ValueError(f"unknown store {kind!r}")
+
+
+def within_update_interval(kind: str) -> None:
+    """Let the time pass in which a throttled store's cancel reaches the
+    upload: its next read after that raises."""
+    if kind != "memory":
+        time.sleep(2 * INTERVAL)
 
 
 def each_store(kinds: list[str] = STORES) -> Any:

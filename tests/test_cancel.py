@@ -1,7 +1,6 @@
-"""Cancelling an upload from another connection, on real servers.
-
-Whether the client then stops sending is the server's doing; these tests
-pin what each server does with the unread rest of a cancelled body.
+"""Cancelling an upload: ``DELETE`` with the id, by its owner, while the body
+arrives, answers the upload 409 (or the app's own exception view); what
+cannot be cancelled answers 404; real servers stop the sender.
 """
 from __future__ import annotations
 
@@ -13,15 +12,148 @@ import threading
 import time
 
 import pytest
+import webtest
+from pyramid.response import Response
 
+from pyramid_upload_progress import IUploadProgressStore, UploadCancelled
+from tests.apps import WAIT, Gate, basic_app, poll, wsgi_call, wsgi_call_in_thread
 from tests.e2e.client import ALICE, HOST, payload, read_response
 from tests.e2e.servers import serve
 
+
+def slow_reader(gate: Gate):
+    def view(request):
+        request.body_file_raw.read(1000)
+        gate.hold()
+        request.body_file_raw.read(1000)
+        return Response("read it all")
+
+    return view
+
+
+def gated_app(gate: Gate, **settings):
+    return basic_app(settings, configure=lambda config: (
+        config.add_route("slow", "/slow"), config.add_view(slow_reader(gate), route_name="slow")))
+
+
+def test_a_cancel_from_another_request_answers_the_upload_409():
+    gate = Gate()
+    app = gated_app(gate)
+    thread = wsgi_call_in_thread(app, b"x" * 5000, "/slow")
+    assert gate.waiting.wait(WAIT)
+    res = webtest.TestApp(app).delete("/upload-progress?X-Progress-ID=w1",
+                                      headers={"X-User": "alice"})
+    assert (res.json["cancelled"], res.json["state"]) == (True, "uploading")
+    gate.go.set()
+    status, body = thread.result()
+    assert status.startswith("409")
+    assert json.loads(body) == {"error": "upload cancelled"}
+    answer = poll(webtest.TestApp(app), "w1").json
+    assert (answer["state"], answer["cancelled"], answer["status"]) == ("error", True, 409)
+
+
+@pytest.mark.parametrize("who, query", [
+    ("bob", "X-Progress-ID=w1"),
+    ("alice", "X-Progress-ID=other"),
+])
+def test_someone_elses_or_an_unknown_upload_cannot_be_cancelled(who, query):
+    gate = Gate()
+    app = gated_app(gate)
+    thread = wsgi_call_in_thread(app, b"x" * 5000, "/slow")
+    assert gate.waiting.wait(WAIT)
+    res = webtest.TestApp(app).delete(f"/upload-progress?{query}",
+                                      headers={"X-User": who}, status=404)
+    assert res.content_type == "application/json"
+    gate.go.set()
+    status, _ = thread.result()
+    assert status.startswith("200")
+
+
+def test_a_finished_upload_cannot_be_cancelled():
+    app = webtest.TestApp(basic_app())
+    app.post("/upload?X-Progress-ID=f1", b"x" * 5000, headers={"X-User": "alice"})
+    app.delete("/upload-progress?X-Progress-ID=f1", headers={"X-User": "alice"}, status=404)
+    assert poll(app, "f1").json["state"] == "done"
+
+
+def test_a_cancel_needs_an_id():
+    app = webtest.TestApp(basic_app())
+    res = app.delete("/upload-progress", headers={"X-User": "alice"}, status=400)
+    assert "X-Progress-ID" in res.json["error"]
+
+
+def test_an_apps_own_exception_view_for_upload_cancelled_wins():
+    gate = Gate()
+
+    def own_answer(exc, request):
+        return Response("cancelled, as this app says it", status=499)
+
+    def configure(config):
+        config.add_route("slow", "/slow")
+        config.add_view(slow_reader(gate), route_name="slow")
+        config.add_exception_view(own_answer, context=UploadCancelled)
+
+    app = basic_app(configure=configure)
+    thread = wsgi_call_in_thread(app, b"x" * 5000, "/slow")
+    assert gate.waiting.wait(WAIT)
+    webtest.TestApp(app).delete("/upload-progress?X-Progress-ID=w1", headers={"X-User": "alice"})
+    gate.go.set()
+    status, _ = thread.result()
+    assert status.startswith("499")
+
+
+def test_a_cancel_while_pyramid_retry_copies_the_body_answers_409():
+    cancelled = []
+
+    class CancellingInput:
+        """Cancels its own upload once 64 KiB have been read."""
+
+        def __init__(self, app, data):
+            self._app = app
+            self._data = data
+            self._pos = 0
+
+        def read(self, size=-1):
+            if self._pos >= 65536 and not cancelled:
+                store = self._app.registry.getUtility(IUploadProgressStore)
+                cancelled.append(store.cancel("w1", None))
+            size = len(self._data) if size is None or size < 0 else size
+            data = self._data[self._pos:self._pos + size]
+            self._pos += len(data)
+            return data
+
+    app = basic_app({"retry.attempts": "3"}, configure=lambda config: config.include("pyramid_retry"))
+    body = b"x" * 300_000
+    statuses, app_iter = wsgi_call(app, body, **{"wsgi.input": CancellingInput(app, body)})
+    assert cancelled[0] is not None
+    assert statuses[0].startswith("409")
+    assert json.loads(b"".join(app_iter)) == {"error": "upload cancelled"}
+    app_iter.close()
+    record = app.registry.getUtility(IUploadProgressStore).get("w1", None)
+    assert (record.state, record.cancelled, record.status) == ("error", True, 409)
+
+
+def test_a_cancel_in_an_app_that_requires_csrf_still_answers_json():
+    app = webtest.TestApp(basic_app(
+        configure=lambda config: config.set_default_csrf_options(require_csrf=True)))
+    res = app.delete("/upload-progress?X-Progress-ID=c1", headers={"X-User": "alice"},
+                     status=404)
+    assert res.content_type == "application/json"
+    assert res.headers["Cache-Control"] == "no-store"
+
+
 pytestmark = pytest.mark.e2e
 
+
 APP = "tests.plain_app:app"
+
+
 MIB = 1024 * 1024
+
+
 CHUNK = 64 * 1024
+
+
 DELAY = 0.01  # 6.4 MB/s: 32 MiB would take 5 s
 
 
