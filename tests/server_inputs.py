@@ -1,4 +1,4 @@
-"""Real servers' request body inputs, built in memory, for the attack tests.
+"""Servers' request body inputs, built in memory.
 
 gunicorn hands the app a ``gunicorn.http.body.Body`` over a ``LengthReader``
 (Content-Length) or a ``ChunkedReader`` (chunked), both reading an unreader
@@ -6,6 +6,9 @@ that takes what the socket gives; cheroot hands a ``KnownLengthRFile`` or a
 ``ChunkedRFile`` over a buffered socket file. Here the socket is a list of
 pieces (the sizes ``recv`` happened to return), so a test decides how the
 bytes arrived, and can build the same input twice to compare answers.
+
+``ServerInput`` is a hand-built one: not seekable, and it records every
+call, so that a test sees what the counting stream asks of the server.
 """
 from __future__ import annotations
 

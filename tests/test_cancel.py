@@ -1,6 +1,11 @@
 """Cancelling an upload: ``DELETE`` with the id, by its owner, while the body
-arrives, answers the upload 409 (or the app's own exception view); what
-cannot be cancelled answers 404; real servers stop the sender.
+arrives, answers the upload 409 (or the app's own exception view for
+``UploadCancelled``); someone else's, an unknown or a finished upload
+answers 404, a missing id 400, always in JSON.
+
+On real servers, from another connection: whether the client then stops
+sending is the server's doing; these tests pin what each server does with
+the unread rest of a cancelled body.
 """
 from __future__ import annotations
 
@@ -20,6 +25,8 @@ from tests.apps import WAIT, Gate, basic_app, poll, wsgi_call, wsgi_call_in_thre
 from tests.e2e.client import ALICE, HOST, payload, read_response
 from tests.e2e.servers import serve
 
+
+# -- cancel -------------------------------------------------------------------
 
 def slow_reader(gate: Gate):
     def view(request):

@@ -1,7 +1,13 @@
-"""A store full of uploads: floods of finished, unfinished and anonymous
-uploads never push out a signed-in user's upload nor grow a store past its
-bounds, and more store calls at once than a connection pool holds still
-answer.
+"""A store full of uploads: floods against ``upload_progress.max_uploads``,
+memory measured.
+
+The memory store holds at most ``max_uploads`` records; when it is full the
+oldest *finished* record is forgotten to make room, and only when every
+record is still in progress is a new upload served untracked (with a
+warning logged). So a flood of finished uploads (anyone can send tiny
+bodies with ids) must never switch tracking off for a signed-in user, and
+memory stays O(max_uploads). More store calls at once than a connection
+pool holds still answer.
 """
 from __future__ import annotations
 
@@ -127,6 +133,13 @@ def test_a_store_full_of_uploads_in_progress_serves_new_ones_untracked(caplog):
                       headers={"X-User": "alice"}).json["state"] == "done"
 
 
+# -- the Redis and SQLite stores ----------------------------------------------
+#
+# Redis has no cap (its own memory limit is the cap), but "every record and
+# index expires by itself"; SQLite holds at most ``max_uploads`` records,
+# the oldest finished one forgotten first. Thousands of anonymous uploads
+# with random ids, from several threads, while a signed-in user uploads.
+
 FLOOD = 2000
 
 
@@ -214,6 +227,8 @@ def test_a_sqlite_file_stays_bounded_by_max_uploads_however_long_the_flood():
         assert wal <= 5 * 1024 * 1024, wal
     assert not errors
 
+
+# -- a flood of small uploads cannot switch tracking off ----------------------
 
 def test_a_flood_of_finished_uploads_leaves_a_users_upload_tracked():
     app = webtest.TestApp(basic_app({"upload_progress.max_uploads": "50"}))

@@ -1,6 +1,6 @@
 """Setting up the add-on: the store chosen by setting, factory, directive or
-utility, refused at start-up when it cannot serve, and shown in the
-introspection.
+utility (one wins, with one warning), refused at start-up when it cannot
+serve, and shown in the introspection.
 """
 from __future__ import annotations
 

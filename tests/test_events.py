@@ -1,6 +1,6 @@
 """Events: ``UploadStarted`` and ``UploadFinished`` are sent once an upload,
-with the request and the record; a subscriber may refuse an upload and
-never leaves a record uploading.
+with the request, the record and the store's key; a subscriber may refuse
+an upload before the view reads it, and never leaves a record uploading.
 """
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from pyramid_retry import RetryableException
 from pyramid_upload_progress import IUploadProgressStore, UploadFinished, UploadStarted
 from tests.apps import basic_app, wsgi_call
 
+
+# -- events -------------------------------------------------------------------
 
 def events_app(subscriber=None, **settings):
     seen = []

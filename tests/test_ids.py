@@ -1,6 +1,12 @@
-"""Upload ids: read from the query parameter or the header, 1 to 128
-characters of ``A-Z a-z 0-9 - _ .``; any other id is a JSON 400 in a poll
-and leaves an upload served, untracked.
+"""Upload ids: where the id comes from (the query parameter or the header,
+its name matched as sent) and the id rule.
+
+An id is 1 to 128 characters of ``A-Z a-z 0-9 - _ .``; anything else, an
+empty value too, gets a 400 JSON error from the report view, and an upload
+carrying a bad id is served untracked. Every answer at the report path is
+JSON with ``Cache-Control: no-store``; a 500 only when the owner lookup
+raises. Ids and owners are fuzzed on the report view and on uploads, with
+every store.
 """
 from __future__ import annotations
 
@@ -35,6 +41,8 @@ def from_query(value: str) -> str | None:
 def from_header(value: str) -> str | None:
     return upload_id({HEADER: value}, PARAM, HEADER)
 
+
+# -- where the id comes from --------------------------------------------------
 
 def test_header_key_is_the_wsgi_environ_key_of_the_header():
     assert header_key("X-Progress-ID") == "HTTP_X_PROGRESS_ID"
@@ -89,6 +97,8 @@ def test_another_param_name_is_honoured():
     environ = {"QUERY_STRING": "upload=abc"}
     assert upload_id(environ, "upload", header_key("upload")) == "abc"
 
+
+# -- the id rule: 1 to 128 characters of A-Z a-z 0-9 - _ . --------------------
 
 @pytest.mark.parametrize("value", [
     "a", "Z", "0", "-", "_", ".",
@@ -199,6 +209,8 @@ def test_the_id_param_setting_renames_parameter_and_header():
     answer = app.get("/upload-progress", headers={**alice, "Upload-Key": "k2"}).json
     assert answer["state"] == "done"
 
+
+# -- the id parameter's name is matched as sent -------------------------------
 
 @pytest.mark.parametrize("query", [
     "X%2DProgress%2DID=abc",
@@ -330,6 +342,14 @@ def test_a_percent_encoded_parameter_name_is_never_the_id():
                      headers=ALICE)
     assert beside.json == alone.json
 
+
+# -- the same attacks with the Redis and SQLite stores ------------------------
+#
+# The Redis store builds key names from the upload id (``u:{<id>}``) and the
+# owner (``o:<owner>``); the SQLite store compares them in SQL. Ids that
+# break the rule never reach a store (400, or served untracked); owners are
+# whatever the owner callable says, so they are fuzzed here too: glob and
+# key-schema characters, the prefix itself, NUL, unicode, the empty string.
 
 ODD_OWNERS = ["*", "?", "[a-z]", "\\*", ":", "o:", "o:alice", "id:a", "u:", "alice*",
               "upload_progress:", "upload_progress:o:alice", "test-:o:alice", "alice",

@@ -1,7 +1,22 @@
-"""Per-file progress: ``files`` lists a multipart body's file parts in body
-order, as the application reads them (however its reads are cut), each with
-its name as sent, its bytes and ``done``; at most 1000; a body that breaks
-the format is served as it is.
+"""Per-file progress: ``files`` of a multipart body.
+
+``files`` lists the file parts in body order, as the application reads
+them, each with its bytes and ``done``; parts with an empty filename are
+not listed; at most 1000. The scan sees the bytes as they pass through the
+counting stream, so how the application happens to cut its reads (1 byte,
+odd sizes, 64 KiB) must change nothing, and a body that breaks the format
+is served as it is, with ``files`` as far as the scan could tell.
+
+The scanner reads a part's ``Content-Disposition`` as WebOb's
+``request.POST`` does, and nothing it reads can break an upload: a file is
+listed with its ``"filename": "<as sent>"``, only an empty filename is not
+listed, and tracking never refuses an upload. The scanner's answer is
+checked against what the application itself receives from WebOb, on
+crafted headers, on random headers (``part_names`` never raises, and agrees
+with WebOb's parser) and on random forms read in random splits.
+
+``MULTIPART_FUZZ_EXAMPLES`` (2000 by default; the slower tests run a
+quarter of it) raises the example counts for a long local run.
 """
 from __future__ import annotations
 
@@ -39,6 +54,8 @@ def fields_form(*parts: tuple[str, str | None, bytes]) -> bytes:
 
 FIELDS_CONTENT_TYPE = content_type_for(FIELDS_BOUNDARY)
 
+
+# -- per-file progress --------------------------------------------------------
 
 def field_names(request):
     return Response(json=sorted(k for k in request.POST))
@@ -142,6 +159,8 @@ def read_through_tracking(body: bytes, content_type: str, sizes: list[int]):
     return b"".join(got), upload.files
 
 
+# -- a generated form: its body, and the files the contract says it lists -----
+
 FIELD = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7e,
                               blacklist_characters='"\\'), min_size=1, max_size=12)
 
@@ -224,6 +243,8 @@ def test_a_broken_form_is_served_whole_and_scanned_alike_however_it_is_read(gene
     assert got == body
     assert files == read_through_tracking(body, content_type, [len(body) or 1])[1]
 
+
+# -- crafted cases, one by one ------------------------------------------------
 
 BOUNDARY = "----WebKitFormBoundary7MA4YWxkTrZu0gW"
 
@@ -360,6 +381,8 @@ def post_tracked(parts: list[tuple[bytes, bytes]], upload_id: str = "x"):
     return answer.json, [[f["field"], f["filename"], f["received"]] for f in listed]
 
 
+# -- a crafted header is served, and listed as the app sees it ----------------
+
 CRAFTED = [
     b"form-data; name=\"f\"; filename*=UTF-8\x00''a.txt",
     b'form-data; name="f"; filename*0="a"; filename*="b.txt"',
@@ -431,6 +454,8 @@ def test_a_crafted_disposition_on_gunicorn_is_served_to_a_streaming_view():
                                 "done": True}]
 
 
+# -- file names as sent -------------------------------------------------------
+
 def test_file_names_are_listed_with_their_whitespace_and_only_empty_ones_are_not():
     got, listed = post_tracked([
         part(b'form-data; name="a"; filename=" notes.txt"', b"1"),
@@ -440,6 +465,8 @@ def test_file_names_are_listed_with_their_whitespace_and_only_empty_ones_are_not
     ])
     assert got == listed == [["a", " notes.txt", 1], ["b", "   ", 2], ["d", "\tx.txt ", 3]]
 
+
+# -- the header costs time linear in its length -------------------------------
 
 def test_sixteen_thousand_semicolons_in_a_quoted_name_are_listed_as_sent():
     """The cost is measured by benchmarks/multipart_scan.py; here the answer."""
@@ -461,6 +488,8 @@ def test_parts_past_the_cap_are_not_parsed(monkeypatch):
     assert len(files) == multipart.MAX_FILES
     assert len(parsed) == multipart.MAX_FILES
 
+
+# -- the header parser against WebOb's, on random headers ---------------------
 
 EXAMPLES = int(os.environ.get("MULTIPART_FUZZ_EXAMPLES", 2000))
 
@@ -582,6 +611,8 @@ def test_any_bytes_as_a_header_block_never_raise(block):
     assert name is None or isinstance(name, str)
     assert filename is None or isinstance(filename, str)
 
+
+# -- random forms, read in random splits, against WebOb's request.POST --------
 
 KEYS = st.sampled_from(["name", "filename", "filename*", "NAME", "FileName", "other"])
 

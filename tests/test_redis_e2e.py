@@ -318,7 +318,7 @@ def test_round_trips_of_a_64_mib_upload(capsys):
               f"{round_trips} Redis round-trips (duration / interval = "
               f"{duration / interval:.1f})")
     # start, owner, end, the read that ends the body, and progress at most
-    # once per interval, the first an interval after the start: DESIGN.md's
+    # once per interval, the first an interval after the start: the contract's
     # bound, duration / update_interval + 3, and the body's last read (without
     # it a cancel of a body read whole would answer 200, not 404).
     assert round_trips <= duration / interval + 4

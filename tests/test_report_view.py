@@ -1,6 +1,16 @@
-"""The report view: JSON answers (never cached) of the contract's fields and
-nothing more, where the settings put it, guarded as they say; no answer,
-error or stored record shows a secret of the request.
+"""The report view: what it answers, where, and to whom.
+
+Every answer is JSON, never cached, with exactly the contract's fields; the
+settings move and guard the view, and a catch-all route added later does
+not hide it. Secrets of the upload and of the poll never show: ``path`` is
+the request path, never the query string (it may hold secrets), and no
+other data from the request environment is ever exposed. Secrets go in
+the query strings, headers and cookies of uploads and of polls; every
+answer at the report path (listing, by id, starting, 400, 403, 404, 405,
+500, 503, DELETE, and the 409 of a cancelled upload) is scanned, body and
+headers. With every store: the memory store, Redis and SQLite (whose
+records leave the process: what they hold is scanned too, and a Redis
+whose URL carries a password fails without showing it).
 """
 from __future__ import annotations
 
@@ -118,6 +128,8 @@ def test_a_route_prefix_applies_to_the_report_view():
     assert app.get("/api/upload-progress").json == {"uploads": []}
 
 
+# -- the report route keeps its place in the app's route order ----------------
+
 def test_a_catch_all_route_added_after_the_include_does_not_hide_the_report():
     def page(request):
         return Response("a page")
@@ -131,6 +143,8 @@ def test_a_catch_all_route_added_after_the_include_does_not_hide_the_report():
     assert res.content_type == "application/json"
     assert res.json == {"uploads": []}
 
+
+# -- every answer at the report path is JSON ----------------------------------
 
 @pytest.mark.parametrize("method", ["POST", "PUT", "PATCH", "OPTIONS"])
 def test_another_method_gets_a_json_405_with_allow(app, method):

@@ -1,6 +1,11 @@
-"""Processing stages: ``request.upload_progress.stage(name, done, total)``
-shows in polls while the app works on an upload and stays after its end;
-bad values raise at the call.
+"""Processing stages: ``request.upload_progress.stage()`` shows in polls
+while the app works on an upload and stays after its end.
+
+``done`` and ``total`` are ints or ``None`` (anything ``operator.index``
+accepts is taken as its int); any other value raises ``TypeError`` at the
+call, so that no value JSON cannot carry reaches a store or an answer; a
+stage call never raises because of the store. Misuse (other threads, after
+the response, from event subscribers) is tested against every store.
 """
 from __future__ import annotations
 
@@ -125,6 +130,8 @@ def stage_and_hold_view(value):
     return view
 
 
+# -- misuse: other threads, after the response --------------------------------
+
 @each_store()
 def test_stage_from_another_thread_while_the_request_reads(kind):
     """A worker thread of the app reports stages while the request's thread
@@ -236,6 +243,8 @@ def test_stages_from_event_subscribers_are_kept_before_the_end_and_ignored_after
     record = store_of(app).get("q1", "alice")
     assert (record.state, record.stage) == ("done", {"name": "queued", "done": 0, "total": 1})
 
+
+# -- processing stages --------------------------------------------------------
 
 def staged_view(gate: Gate):
     def view(request):

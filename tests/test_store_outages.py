@@ -1,6 +1,5 @@
-"""A store that fails or goes away never reaches the upload: the upload is
-served, polls answer a JSON 503, and the outage is logged once and its end
-once.
+"""A store that fails never reaches the upload: the upload is served, polls
+answer a JSON 503, and an outage is logged once and its end once.
 """
 from __future__ import annotations
 

@@ -2,6 +2,14 @@
 
 Streaming behaviour is tested against a hand-built, non-seekable input, as
 real servers give; rewinding against ``io.BytesIO``, as WebTest gives.
+
+The wrapper has exactly the methods of the server's input and answers each
+call as the server's input would, readlines' hint included, and
+``received`` is the bytes the application has read. Random read sequences
+run once on a bare input of a real server (gunicorn, cheroot) and once on
+the same input behind ``counting_input``; answers (bytes or exception
+type) must be the same, ``received`` the bytes handed out, and a body that
+arrived whole is never taken for a client that went away.
 """
 from __future__ import annotations
 
@@ -53,6 +61,8 @@ def counting(raw, size, progress) -> CountingInput:
         raw.__class__ = LinesServerInput
     return counting_input(raw, size, progress)
 
+
+# -- every read method returns the body and counts it -------------------------
 
 def test_read_returns_the_whole_body_and_counts_it(progress):
     stream = counting(ServerInput(BODY), len(BODY), progress)
@@ -135,6 +145,8 @@ def test_close_closes_the_server_input(progress):
     assert raw.closed
 
 
+# -- never asks for more than asked, nor past the Content-Length --------------
+
 def test_read_all_asks_the_server_only_for_the_content_length(progress):
     raw = ServerInput(BODY + b"garbage after the body")
     stream = counting(raw, len(BODY), progress)
@@ -213,6 +225,8 @@ def test_received_never_exceeds_the_content_length(progress, read_all):
     assert max(progress.values) <= 25
 
 
+# -- progress -----------------------------------------------------------------
+
 def test_on_progress_is_called_with_increasing_values(progress):
     stream = counting(ServerInput(BODY), len(BODY), progress)
     while stream.read(8):
@@ -231,6 +245,8 @@ def test_on_progress_follows_every_read_method(progress):
     assert progress.values == [3, 11, 23, 34]
     assert progress.data == BODY
 
+
+# -- disconnections -----------------------------------------------------------
 
 def test_complete_body_is_not_disconnected(progress):
     stream = counting(ServerInput(BODY), len(BODY), progress)
@@ -315,6 +331,8 @@ def test_error_after_some_bytes_keeps_what_was_counted(progress):
     assert stream.disconnected
 
 
+# -- chunked bodies (size None) -----------------------------------------------
+
 def test_chunked_read_reads_to_the_end_without_disconnection(progress):
     stream = counting(ServerInput(BODY), None, progress)
     assert stream.read() == BODY
@@ -352,6 +370,8 @@ def test_chunked_input_error_sets_disconnected(progress):
         stream.read()
     assert stream.disconnected
 
+
+# -- seekable inputs (WebTest's BytesIO) --------------------------------------
 
 def test_reread_after_seek_is_counted_once(progress):
     stream = counting(io.BytesIO(BODY), len(BODY), progress)
@@ -432,6 +452,8 @@ def test_a_cancelled_stream_raises_upload_cancelled_on_the_next_read(progress):
     assert stream.cancel_raised
     assert stream.received == 3
 
+
+# -- WebOb reads through it (STYLE.md, "Facts about WebOb") -------------------
 
 BOUNDARY = "pinned-boundary-5c1e"
 
@@ -591,6 +613,8 @@ def test_a_body_read_whole_stays_read_whole_after_a_seek_back(progress):
     assert stream.ended
 
 
+# -- the end of the body: on_end ----------------------------------------------
+
 class EndSeen:
     """An observer and an ``on_end`` that record the order they are called in."""
 
@@ -682,6 +706,8 @@ def test_a_cancel_learnt_by_on_end_refuses_the_read_that_ended_a_chunked_body():
     assert stream.cancel_raised
 
 
+# -- the stream has exactly the methods of the server's input -----------------
+
 def duck_typed_upload(request):
     """What boto3's s3transfer does with a file it is handed."""
     body = request.environ["wsgi.input"]
@@ -701,6 +727,8 @@ def test_a_library_that_duck_types_the_body_gets_the_servers_interface():
     assert json.loads(b"".join(app_iter)) == {"read": 5000}
     app_iter.close()
 
+
+# -- the stream passes calls through, as a user meets it ---------------------
 
 def readlines_view(request):
     return Response(json={"lines": len(request.environ["wsgi.input"].readlines(10))})
@@ -831,6 +859,8 @@ def test_cheroot_chunked_body_answers_as_bare(body, pieces, chunks, ops, cut):
     compare(lambda: cheroot_chunked(wire, pieces), None, ops, whole=whole)
 
 
+# -- exactly the server's methods ---------------------------------------------
+
 def every_input():
     body = b"a\nb\n"
     return {
@@ -866,6 +896,8 @@ def test_the_stream_has_every_public_method_of_the_input(name):
     stream = counting_input(raw, None)
     assert public_methods(raw) <= public_methods(stream)
 
+
+# -- what the random sequences found, pinned ----------------------------------
 
 def test_read_without_a_size_reads_a_chunked_body_on_cheroot():
     """cheroot's ``ChunkedRFile.read(-1)`` answers b"" (``read()`` reads all):

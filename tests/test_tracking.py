@@ -1,6 +1,14 @@
-"""Which requests are tracked and how the store is written while the body
-arrives: the threshold, the id, the execution policy that counts the body
-(pyramid_retry's copy included), and the throttle.
+"""Which requests are tracked, and how the store is written while the body
+arrives.
+
+A body from the threshold on, or any body with an id, is tracked; a
+request without a body, a poll (even one carrying a body) and the report
+path never are. The counting starts in the execution policy, so that a
+body read before any tween (pyramid_retry's copy) is still counted. A
+throttled store is written at most once an interval, counted from the end
+of the previous write, and the body's end at once; an unthrottled store is
+written nothing while the body arrives. The response keeps its
+Content-Length.
 """
 from __future__ import annotations
 
@@ -137,6 +145,8 @@ def test_an_uploads_response_keeps_its_content_length(query):
     assert ("Content-Length", str(len(body))) in headers
 
 
+# -- a poll that carries a body is never tracked ------------------------------
+
 def test_a_poll_with_a_body_neither_wipes_nor_answers_about_itself(app):
     upload(app, upload_id="p1", size=5000)
     res = app.request("/upload-progress?X-Progress-ID=p1", method="GET", body=b"x" * 10,
@@ -144,6 +154,8 @@ def test_a_poll_with_a_body_neither_wipes_nor_answers_about_itself(app):
     assert (res.json["path"], res.json["received"], res.json["state"]) == ("/upload", 5000, "done")
     assert poll(app, "p1").json["received"] == 5000
 
+
+# -- the throttle counts from the end of the previous write -------------------
 
 class SlowStore(MemoryUploadProgressStore):
     """A throttled store whose progress writes take 50 ms."""

@@ -1,6 +1,19 @@
-"""How an upload ends: the state, status and ``received`` of its record once
-the response is closed, whatever the view did; and the end of the body
-reaching every store at once.
+"""How an upload ends: every way a view can end, with every way it can read
+the body, and the end of the body reaching every store at once.
+
+The add-on records how the request ended (the response status, or the
+exception / client disconnect); an upload whose response is 4xx/5xx, or
+that ended in an exception, has state ``error``; otherwise it ends
+``done``. Nothing may stay ``uploading`` once the server has closed the
+response.
+
+The read that returns the last byte of a sized body, or ``b""`` of a
+chunked one, reaches every store when the app makes it, throttled or not:
+from then on polls show every byte and a cancel answers 404. ``rate`` is
+the body's, from its first byte to its last, so it does not fall while the
+app works on the upload. Those tests run against the memory store and the
+throttled SQLite and Redis stores, with an app that reads the body and then
+holds, as an app that scans or stores an upload does.
 """
 from __future__ import annotations
 

@@ -531,7 +531,7 @@ def test_an_app_without_the_add_on_is_served_as_plain_waitress(caplog):
         wasyncore.close_all(socket_map)
 
 
-# --- attacks ------------------------------------------------------------------
+# --- what attacks on the runner found, pinned ---------------------------------
 
 
 def test_a_cancel_before_the_last_bytes_arrive_stops_the_body():
