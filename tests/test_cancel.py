@@ -22,7 +22,7 @@ from pyramid.response import Response
 
 from pyramid_upload_progress import IUploadProgressStore, UploadCancelled
 from tests.apps import WAIT, Gate, basic_app, poll, wsgi_call, wsgi_call_in_thread
-from tests.e2e.client import ALICE, HOST, payload, read_response
+from tests.e2e.client import ALICE, HOST, ended, payload, read_response
 from tests.e2e.servers import serve
 
 
@@ -225,21 +225,6 @@ def cancel_after(server, upload_id: str, size: int, keep_alive: bool):
     return upload, status, answer, cancelled_at, sent_at_cancel
 
 
-def final_record(server, upload_id):
-    """The upload once it has ended (the server ends a record when it closes
-    the response, which may be just after the client has it)."""
-    deadline = time.monotonic() + 5
-    while True:
-        connection = http.client.HTTPConnection(HOST, server.port, timeout=10)
-        connection.request("GET", f"/upload-progress?X-Progress-ID={upload_id}",
-                           headers=ALICE)
-        record = json.loads(connection.getresponse().read())
-        connection.close()
-        if record["finished"] is not None or time.monotonic() > deadline:
-            return record
-        time.sleep(0.02)
-
-
 @pytest.mark.parametrize("keep_alive", [True, False], ids=["keep-alive", "connection-close"])
 def test_gunicorn_answers_a_cancelled_upload_409_and_stops_the_sender(keep_alive):
     with serve("gunicorn", APP, env={"UPLOAD_PROGRESS_SETTINGS": "{}"}) as server:
@@ -250,7 +235,7 @@ def test_gunicorn_answers_a_cancelled_upload_409_and_stops_the_sender(keep_alive
         assert json.loads(upload.response.body) == {"error": "upload cancelled"}
         assert upload.answered_at - cancelled_at < 2
         assert upload.sent_when_answered < sent_at_cancel + 4 * MIB < 32 * MIB
-        record = final_record(server, "gc1")
+        record = ended(server.port, "gc1")
         assert (record["state"], record["cancelled"], record["status"]) == ("error", True, 409)
 
 
@@ -260,7 +245,7 @@ def test_cheroot_reads_the_rest_of_a_keep_alive_clients_body_before_the_409():
         assert status == 200
         assert upload.response.status == 409
         assert upload.sent_when_answered == 6 * MIB
-        assert final_record(server, "cc1")["cancelled"] is True
+        assert ended(server.port, "cc1")["cancelled"] is True
 
 
 def test_cheroot_answers_a_connection_close_client_409_at_once():

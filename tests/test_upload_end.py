@@ -18,7 +18,6 @@ holds, as an app that scans or stores an upload does.
 from __future__ import annotations
 
 import itertools
-import threading
 import time
 
 import pytest
@@ -32,6 +31,7 @@ from pyramid_upload_progress import IUploadProgressStore, render_upload
 from tests.apps import (
     WAIT,
     Background,
+    Gate,
     basic_app,
     make_app,
     poll,
@@ -228,19 +228,13 @@ def test_each_record_ends_with_the_right_state(read, how, server):
 SIZE = 100_000
 
 
-class Hold:
+class Hold(Gate):
     """The view reads the body in 8 KiB reads until ``b""``, then holds
     until the test lets it answer."""
 
-    def __init__(self) -> None:
-        self.read = threading.Event()
-        self.go = threading.Event()
-
     def __call__(self, request):
         data = b"".join(iter(lambda: request.body_file.read(8192), b""))
-        self.read.set()
-        if not self.go.wait(WAIT):
-            raise TimeoutError("the test never let the view answer")
+        self.hold()
         return Response(json={"read": len(data)})
 
 
@@ -303,10 +297,10 @@ def held(kind: str, upload_id: str, chunked: bool, delay: float = 0.0,
         raw = SlowInput(raw, delay)
     thread = serve(app, raw, upload_id, chunked, SIZE)
     deadline = time.monotonic() + WAIT
-    while while_arriving is not None and not hold.read.is_set() \
+    while while_arriving is not None and not hold.waiting.is_set() \
             and time.monotonic() < deadline:
         while_arriving(client)
-    assert hold.read.wait(WAIT), "the view never read the body"
+    assert hold.waiting.wait(WAIT), "the view never read the body"
     return hold, thread, client
 
 

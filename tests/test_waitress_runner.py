@@ -25,16 +25,22 @@ from pyramid.config import Configurator
 from pyramid.response import Response
 from waitress import wasyncore
 
-from pyramid_upload_progress import MemoryUploadProgressStore
-from pyramid_upload_progress import waitress_runner
+from pyramid_upload_progress import MemoryUploadProgressStore, waitress_runner
 from pyramid_upload_progress.stores.sqlite import SQLiteUploadProgressStore
 from pyramid_upload_progress.waitress_runner import StoreWriter, create_server, find_policy
-from tests.e2e.client import UploadThread, get_json, read_response, slow_upload
+from tests.e2e.client import (
+    ALICE,
+    UploadThread,
+    get_json,
+    listing,
+    poll,
+    read_response,
+    slow_upload,
+)
 from tests.plain_app import HeaderSecurityPolicy, read_stream
 
 pytestmark = pytest.mark.timeout(60)
 
-ALICE = {"X-User": "alice"}
 SIZE = 1024 * 1024
 CHUNK = 64 * 1024
 DELAY = 0.03
@@ -67,7 +73,7 @@ class RecordingSQLiteStore(SQLiteUploadProgressStore):
         return super().finish(key, received, files, status, failed, cancelled)
 
 
-def make_app(store: Any = None, gate: threading.Event | None = None,
+def runner_app(store: Any = None, gate: threading.Event | None = None,
              **settings: Any) -> Any:
     """The app: ``/upload`` reads the body in 16 KiB pieces (once ``gate``
     is set, if given); ``calls`` counts the upload view's calls."""
@@ -117,7 +123,7 @@ def served(app: Any, **settings: Any) -> Iterator[str]:
 
 @pytest.mark.parametrize("status", [200, 403])
 def test_an_upload_the_app_never_takes_ends_with_the_answers_status(status):
-    app = make_app()
+    app = runner_app()
 
     class Gate:
         """Middleware that answers ``/gate`` itself, having read the body."""
@@ -155,18 +161,6 @@ def _request(url: str, method: str, path: str) -> tuple[int, dict[str, str], Any
     if response.getheader("Content-Type", "").startswith("application/json"):
         body = json.loads(body)
     return response.status, dict(response.getheaders()), body
-
-
-def poll(url: str, pid: str, headers: dict[str, str] = ALICE) -> dict[str, Any]:
-    status, _, answer = get_json(url, "/upload-progress", {**headers, "X-Progress-ID": pid})
-    assert status == 200, answer
-    return answer
-
-
-def listing(url: str, headers: dict[str, str] = ALICE) -> list[dict[str, Any]]:
-    status, _, answer = get_json(url, "/upload-progress", headers)
-    assert status == 200, answer
-    return answer["uploads"]
 
 
 def watch(url: str, pid: str, upload: UploadThread) -> list[dict[str, Any]]:
@@ -217,7 +211,7 @@ def never_down(seen: list[dict[str, Any]]) -> bool:
 
 @pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
 def test_received_rises_while_waitress_receives_the_body(chunked):
-    app = make_app()
+    app = runner_app()
     with served(app) as url:
         upload = UploadThread(url, "/upload", size=SIZE, chunk=CHUNK, delay=DELAY,
                               chunked=chunked, headers={**ALICE, "X-Progress-ID": "rise1"})
@@ -233,7 +227,7 @@ def test_received_rises_while_waitress_receives_the_body(chunked):
 
 
 def test_the_upload_is_pending_while_waitress_buffers_then_owned():
-    app = make_app()
+    app = runner_app()
     with served(app) as url:
         upload = UploadThread(url, "/upload", size=SIZE, chunk=CHUNK, delay=DELAY,
                               headers={**ALICE, "X-Progress-ID": "pend1"})
@@ -248,7 +242,7 @@ def test_the_upload_is_pending_while_waitress_buffers_then_owned():
 
 
 def test_rate_is_the_bodys_real_arrival():
-    app = make_app()
+    app = runner_app()
     with served(app) as url:
         upload = UploadThread(url, "/upload", size=SIZE, chunk=CHUNK, delay=DELAY,
                               headers={**ALICE, "X-Progress-ID": "rate1"})
@@ -263,7 +257,7 @@ def test_rate_is_the_bodys_real_arrival():
 
 def test_a_throttled_store_is_never_written_a_lower_received(tmp_path):
     store = RecordingSQLiteStore(str(tmp_path / "up.sqlite"))
-    app = make_app(store)
+    app = runner_app(store)
     with served(app) as url:
         upload = UploadThread(url, "/upload", size=SIZE, chunk=CHUNK, delay=DELAY,
                               headers={**ALICE, "X-Progress-ID": "thr1"})
@@ -279,7 +273,7 @@ def test_a_throttled_store_is_never_written_a_lower_received(tmp_path):
 
 def test_an_upload_without_an_id_is_counted_only_by_the_app():
     store = MemoryUploadProgressStore()
-    app = make_app(store, **{"upload_progress.threshold": "0"})
+    app = runner_app(store, **{"upload_progress.threshold": "0"})
     started = []
     original = store.start
     store.start = lambda *args: started.append(args[0]) or original(*args)
@@ -291,7 +285,7 @@ def test_an_upload_without_an_id_is_counted_only_by_the_app():
 
 
 def test_no_buffered_body_warning_under_the_runner(caplog):
-    app = make_app(**{"upload_progress.threshold": "0"})
+    app = runner_app(**{"upload_progress.threshold": "0"})
     with caplog.at_level(logging.WARNING), served(app) as url:
         slow_upload(url, "/upload", size=SIZE, chunk=CHUNK, delay=0, headers=ALICE)
         slow_upload(url, "/upload", size=SIZE, chunk=CHUNK, delay=0,
@@ -316,7 +310,7 @@ class HangingStore(MemoryUploadProgressStore):
 
 def test_a_hanging_store_holds_up_no_body_and_no_other_request():
     store = HangingStore()
-    app = make_app(store)
+    app = runner_app(store)
     try:
         with served(app) as url:
             upload = UploadThread(url, "/upload", size=SIZE, chunk=CHUNK, delay=0,
@@ -380,7 +374,7 @@ def test_the_writer_drops_when_too_far_behind(monkeypatch):
 
 
 def test_a_cancel_while_waitress_buffers_stops_the_body_and_never_calls_the_app():
-    app = make_app()
+    app = runner_app()
     with served(app) as url:
         upload = UploadThread(url, "/upload", size=8 * SIZE, chunk=CHUNK, delay=DELAY,
                               headers={**ALICE, "X-Progress-ID": "cancel1"})
@@ -405,7 +399,7 @@ def test_a_cancel_once_waitress_has_the_body_answers_404(store, tmp_path):
     gate = threading.Event()
     if store == "sqlite":
         store = SQLiteUploadProgressStore(str(tmp_path / "up.sqlite"))
-    app = make_app(store, gate=gate)
+    app = runner_app(store, gate=gate)
     with served(app) as url:
         upload = UploadThread(url, "/upload", size=SIZE, chunk=CHUNK, delay=0,
                               headers={**ALICE, "X-Progress-ID": "late1"})
@@ -424,7 +418,7 @@ def test_a_cancel_once_waitress_has_the_body_answers_404(store, tmp_path):
 
 @pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
 def test_waitress_body_size_refusal_ends_the_record_with_413(chunked):
-    app = make_app()
+    app = runner_app()
     with served(app, max_request_body_size=SIZE // 2) as url:
         try:
             response = slow_upload(url, "/upload", size=SIZE, chunk=CHUNK, delay=0,
@@ -440,7 +434,7 @@ def test_waitress_body_size_refusal_ends_the_record_with_413(chunked):
 
 
 def test_a_client_gone_mid_body_ends_the_record_error():
-    app = make_app()
+    app = runner_app()
     with served(app) as url:
         slow_upload(url, "/upload", size=SIZE, chunk=CHUNK, delay=0.01,
                     disconnect_after=SIZE // 2, headers={**ALICE, "X-Progress-ID": "gone1"})
@@ -470,7 +464,7 @@ def test_moved_internals_log_one_warning_and_serve_as_plain_waitress(monkeypatch
                                  lambda self, value: setattr(self, "left", value)),
                         raising=False)
     monkeypatch.delattr(FixedStreamReceiver, "remain")
-    app = make_app()
+    app = runner_app()
     socket_map: dict[int, Any] = {}
     with caplog.at_level(logging.WARNING):
         server = create_server(app, map=socket_map, listen="127.0.0.1:0")
@@ -485,7 +479,7 @@ def test_moved_internals_log_one_warning_and_serve_as_plain_waitress(monkeypatch
 
 
 def test_a_runner_failure_at_request_time_serves_the_request(monkeypatch, caplog):
-    app = make_app()
+    app = runner_app()
 
     def broken(*args, **kwargs):
         raise RuntimeError("broken on purpose")
@@ -501,7 +495,7 @@ def test_a_runner_failure_at_request_time_serves_the_request(monkeypatch, caplog
 
 
 def test_the_runner_finds_the_app_through_middleware():
-    app = make_app()
+    app = runner_app()
 
     class Filter:
         def __init__(self, app):
@@ -538,7 +532,7 @@ def test_a_cancel_before_the_last_bytes_arrive_stops_the_body():
     """The DELETE answered 200 while the body was still arriving: the read
     that brings its last bytes (fewer than waitress reads at once) must not
     hand it to the app."""
-    app = make_app()
+    app = runner_app()
     answers = []
 
     def cancel_before_the_last_chunk(sent):
@@ -567,7 +561,7 @@ def test_a_client_gone_once_the_body_is_in_but_before_the_app_runs_ends_the_reco
     app for that request. The record must not stay ``uploading``."""
     gate = threading.Event()
     store = MemoryUploadProgressStore(timeout=300, stall_timeout=3600, max_uploads=100)
-    app = make_app(store=store, gate=gate)
+    app = runner_app(store=store, gate=gate)
     # Read from the store, not polled: the one thread is busy, a poll would queue.
     record = lambda: store.get("queued1", None)  # noqa: E731
     with served(app, threads=1, channel_request_lookahead=1) as url:
@@ -596,7 +590,7 @@ def test_a_body_sent_to_the_report_path_is_never_tracked(path, settings):
     """waitress gives the app ``//upload-progress`` as ``/upload-progress``
     (and moves ``url_prefix`` to ``SCRIPT_NAME``): the report view's own
     path, which is never tracked."""
-    app = make_app()
+    app = runner_app()
     with served(app, **settings) as url:
         response = slow_upload(url, f"{path}?X-Progress-ID=rp1", size=10, chunk=10, delay=0,
                                headers=ALICE)
@@ -625,7 +619,7 @@ def test_a_cancel_a_throttled_store_took_before_the_bodys_end_is_written_is_kept
     yet): the store then says so at that write, and the upload is stopped
     as the contract has it, never served on as if not cancelled."""
     store = EndGatedSQLiteStore(str(tmp_path / "up.sqlite"))
-    app = make_app(store)
+    app = runner_app(store)
     with served(app) as url:
         upload = UploadThread(url, "/upload", size=SIZE, chunk=CHUNK, delay=0,
                               headers={**ALICE, "X-Progress-ID": "endgate1"})
@@ -646,7 +640,7 @@ def test_a_cancel_a_throttled_store_took_before_the_bodys_end_is_written_is_kept
 def test_an_uploads_connection_stays_open_for_the_next_request():
     """An upload's response keeps the Content-Length the app gave it, so
     waitress keeps the connection open (HTTP/1.1 keep-alive)."""
-    app = make_app()
+    app = runner_app()
     with served(app) as url:
         host, port = url.removeprefix("http://").split(":")
         connection = http.client.HTTPConnection(host, int(port), timeout=WAIT)
@@ -665,7 +659,7 @@ def test_an_uploads_connection_stays_open_for_the_next_request():
 def test_pipelined_uploads_on_one_connection_each_get_their_own_record():
     """Two uploads with ids and a GET, sent at once on one keep-alive
     connection: waitress parses them in one read, each its own record."""
-    app = make_app()
+    app = runner_app()
     heads = [b"POST /upload?X-Progress-ID=pipe1 HTTP/1.1\r\nHost: h\r\nX-User: alice\r\n"
              b"Content-Length: 5000\r\n\r\n" + b"a" * 5000,
              b"POST /upload HTTP/1.1\r\nHost: h\r\nX-User: alice\r\nX-Progress-ID: pipe2\r\n"
@@ -707,7 +701,7 @@ def test_waitress_io_thread_never_calls_the_store():
     write comes from the writer or an app thread, never from waitress's
     I/O thread."""
     store = ThreadNotingStore()
-    app = make_app(store)
+    app = runner_app(store)
     with served(app, max_request_body_size=4 * SIZE) as url:
         slow_upload(url, "/upload", size=SIZE, chunk=CHUNK, delay=0,
                     headers={**ALICE, "X-Progress-ID": "io1"})
@@ -725,7 +719,7 @@ def test_chunk_extensions_trailers_and_expect_continue_are_counted_as_the_body()
     """A chunked body with chunk extensions and a trailer, sent after
     waitress's ``100 Continue``: ``received`` is the body's bytes, as the
     app reads them."""
-    app = make_app()
+    app = runner_app()
     with served(app) as url:
         host, port = url.removeprefix("http://").split(":")
         with socket.create_connection((host, int(port)), timeout=WAIT) as sock:
