@@ -36,6 +36,7 @@ from tests.e2e.client import (
     poll,
     read_response,
     slow_upload,
+    wait_for,
 )
 from tests.plain_app import HeaderSecurityPolicy, read_stream
 
@@ -143,7 +144,7 @@ def test_an_upload_the_app_never_takes_ends_with_the_answers_status(status):
                                headers={**ALICE, "X-Progress-ID": "gate1"})
         assert response.status == status
         last = wait_for(lambda: (lambda a: a if a["state"] != "uploading" else None)(
-            poll(url, "gate1")), "the record's end")
+            poll(url, "gate1")), WAIT, "the record's end")
     assert (last["state"], last["status"], last["received"]) == (
         "done" if status == 200 else "error", status, SIZE)
 
@@ -179,16 +180,6 @@ def watch(url: str, pid: str, upload: UploadThread) -> list[dict[str, Any]]:
                 return seen
         time.sleep(POLL_EVERY)
     raise AssertionError(f"no end within the time: {seen[-3:]}")
-
-
-def wait_for(condition, what: str) -> Any:
-    deadline = time.monotonic() + WAIT
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.01)
-    raise AssertionError(f"{what}: not within {WAIT} s")
 
 
 def rising(seen: list[dict[str, Any]]) -> list[int]:
@@ -232,12 +223,12 @@ def test_the_upload_is_pending_while_waitress_buffers_then_owned():
         upload = UploadThread(url, "/upload", size=SIZE, chunk=CHUNK, delay=DELAY,
                               headers={**ALICE, "X-Progress-ID": "pend1"})
         upload.start()
-        wait_for(lambda: poll(url, "pend1")["received"] > 0, "progress by id")
+        wait_for(lambda: poll(url, "pend1")["received"] > 0, WAIT, "progress by id")
         assert listing(url) == []  # pending: by id alone
         assert poll(url, "pend1", {"X-User": "bob"})["received"] > 0
         upload.join_result()
         records = wait_for(lambda: [u for u in listing(url) if u["state"] == "done"],
-                           "the upload in alice's listing")
+                           WAIT, "the upload in alice's listing")
     assert [(u["id"], u["received"]) for u in records] == [("pend1", SIZE)]
 
 
@@ -317,7 +308,7 @@ def test_a_hanging_store_holds_up_no_body_and_no_other_request():
                                   headers={**ALICE, "X-Progress-ID": "hang1"})
             upload.start()
             # The writer hangs in start(); waitress reads the body all the same.
-            wait_for(lambda: upload.sent == SIZE, "the whole body sent")
+            wait_for(lambda: upload.sent == SIZE, WAIT, "the whole body sent")
             for _ in range(5):
                 began = time.monotonic()
                 assert _request(url, "GET", "/")[0] == 200
@@ -349,7 +340,7 @@ def test_the_writer_coalesces_and_never_blocks():
         writer.submit(second)
     assert time.monotonic() - began < 1.0
     release.set()
-    wait_for(lambda: second.writes, "second's write")
+    wait_for(lambda: second.writes, WAIT, "second's write")
     assert (first.writes, second.writes) == (1, 1)
 
 
@@ -363,7 +354,7 @@ def test_the_writer_drops_when_too_far_behind(monkeypatch):
             release.wait(WAIT)
 
     writer.submit(Upload())
-    wait_for(lambda: not writer._pending, "the writer busy with the first")
+    wait_for(lambda: not writer._pending, WAIT, "the writer busy with the first")
     for _ in range(3):
         writer.submit(Upload())
     release.set()
@@ -379,7 +370,7 @@ def test_a_cancel_while_waitress_buffers_stops_the_body_and_never_calls_the_app(
         upload = UploadThread(url, "/upload", size=8 * SIZE, chunk=CHUNK, delay=DELAY,
                               headers={**ALICE, "X-Progress-ID": "cancel1"})
         upload.start()
-        wait_for(lambda: poll(url, "cancel1")["received"] > 0, "progress by id")
+        wait_for(lambda: poll(url, "cancel1")["received"] > 0, WAIT, "progress by id")
         status, _, answer = _request(url, "DELETE", "/upload-progress?X-Progress-ID=cancel1")
         assert status == 200 and answer["cancelled"] is True
         try:
@@ -389,7 +380,7 @@ def test_a_cancel_while_waitress_buffers_stops_the_body_and_never_calls_the_app(
         assert response is None or response.status == 409
         assert upload.sent < 8 * SIZE
         last = wait_for(lambda: (lambda a: a if a["state"] == "error" else None)(
-            poll(url, "cancel1")), "the record's end")
+            poll(url, "cancel1")), WAIT, "the record's end")
     assert (last["status"], last["cancelled"]) == (409, True)
     assert app.calls == []
 
@@ -405,13 +396,13 @@ def test_a_cancel_once_waitress_has_the_body_answers_404(store, tmp_path):
                               headers={**ALICE, "X-Progress-ID": "late1"})
         upload.start()
         try:
-            wait_for(lambda: app.calls, "the app called")  # waitress has the body
+            wait_for(lambda: app.calls, WAIT, "the app called")  # waitress has the body
             status, _, _ = _request(url, "DELETE", "/upload-progress?X-Progress-ID=late1")
         finally:
             gate.set()
         assert upload.join_result().status == 200
         last = wait_for(lambda: (lambda a: a if a["state"] == "done" else None)(
-            poll(url, "late1")), "the record's end")
+            poll(url, "late1")), WAIT, "the record's end")
     assert status == 404
     assert last["cancelled"] is False
 
@@ -428,7 +419,7 @@ def test_waitress_body_size_refusal_ends_the_record_with_413(chunked):
             response = None
         assert response is None or response.status == 413
         last = wait_for(lambda: (lambda a: a if a["state"] == "error" else None)(
-            poll(url, "big1")), "the record's end")
+            poll(url, "big1")), WAIT, "the record's end")
     assert last["status"] == 413
     assert app.calls == []
 
@@ -439,7 +430,7 @@ def test_a_client_gone_mid_body_ends_the_record_error():
         slow_upload(url, "/upload", size=SIZE, chunk=CHUNK, delay=0.01,
                     disconnect_after=SIZE // 2, headers={**ALICE, "X-Progress-ID": "gone1"})
         last = wait_for(lambda: (lambda a: a if a["state"] == "error" else None)(
-            poll(url, "gone1")), "the record's end")
+            poll(url, "gone1")), WAIT, "the record's end")
     assert 0 < last["received"] <= SIZE // 2
     assert app.calls == []
 
@@ -537,7 +528,7 @@ def test_a_cancel_before_the_last_bytes_arrive_stops_the_body():
 
     def cancel_before_the_last_chunk(sent):
         if sent == SIZE:
-            wait_for(lambda: poll(url, "last1")["received"] == sent, "the body but a chunk")
+            wait_for(lambda: poll(url, "last1")["received"] == sent, WAIT, "the body but a chunk")
             answers.append(_request(url, "DELETE", "/upload-progress?X-Progress-ID=last1"))
 
     with served(app) as url:
@@ -549,7 +540,7 @@ def test_a_cancel_before_the_last_bytes_arrive_stops_the_body():
             response = None  # the connection closed under the client
         assert [(status, answer["cancelled"]) for status, _, answer in answers] == [(200, True)]
         last = wait_for(lambda: (lambda a: a if a["state"] != "uploading" else None)(
-            poll(url, "last1")), "the record's end")
+            poll(url, "last1")), WAIT, "the record's end")
     assert response is None or response.status == 409
     assert (last["state"], last["status"], last["cancelled"]) == ("error", 409, True)
     assert app.calls == []
@@ -568,16 +559,16 @@ def test_a_client_gone_once_the_body_is_in_but_before_the_app_runs_ends_the_reco
         busy = UploadThread(url, "/upload", size=10, chunk=10, delay=0, headers=ALICE)
         busy.start()
         try:
-            wait_for(lambda: app.calls, "the one thread busy")
+            wait_for(lambda: app.calls, WAIT, "the one thread busy")
             slow_upload(url, "/upload", size=SIZE, chunk=CHUNK, delay=0, disconnect_after=SIZE,
                         headers={**ALICE, "X-Progress-ID": "queued1"})
             wait_for(lambda: record() is not None and record().received == SIZE,
-                     "the whole body in")
+                     WAIT, "the whole body in")
         finally:
             gate.set()
         assert busy.join_result().status == 200
         last = wait_for(lambda: (lambda r: r if r.state != "uploading" else None)(record()),
-                        "the record's end")
+                        WAIT, "the record's end")
     assert (last.state, last.received) == ("error", SIZE)
     assert app.calls == ["/upload"]
 
@@ -632,7 +623,7 @@ def test_a_cancel_a_throttled_store_took_before_the_bodys_end_is_written_is_kept
         assert (status, answer["cancelled"]) == (200, True)
         response = upload.join_result()
         last = wait_for(lambda: (lambda a: a if a["state"] != "uploading" else None)(
-            poll(url, "endgate1")), "the record's end")
+            poll(url, "endgate1")), WAIT, "the record's end")
     assert response.status == 409
     assert (last["state"], last["status"], last["cancelled"]) == ("error", 409, True)
 
@@ -674,7 +665,7 @@ def test_pipelined_uploads_on_one_connection_each_get_their_own_record():
         assert [a.status for a in answers] == [200, 200, 200]
         assert [a.json()["read"] for a in answers[:2]] == [5000, 7000]
         ends = [wait_for(lambda pid=pid: (lambda a: a if a["state"] == "done" else None)(
-            poll(url, pid)), "the record's end") for pid in ("pipe1", "pipe2")]
+            poll(url, pid)), WAIT, "the record's end") for pid in ("pipe1", "pipe2")]
     assert [(e["received"], e["size"]) for e in ends] == [(5000, 5000), (7000, None)]
 
 
@@ -711,7 +702,7 @@ def test_waitress_io_thread_never_calls_the_store():
         slow_upload(url, "/upload", size=SIZE, chunk=CHUNK, delay=0, disconnect_after=SIZE // 2,
                     headers={**ALICE, "X-Progress-ID": "io3"})
         for pid in ("io1", "io2", "io3"):
-            wait_for(lambda pid=pid: poll(url, pid)["state"] in ("done", "error"), pid)
+            wait_for(lambda pid=pid: poll(url, pid)["state"] in ("done", "error"), WAIT, pid)
     assert store.threads and "waitress-io" not in store.threads, store.threads
 
 
@@ -730,10 +721,10 @@ def test_chunk_extensions_trailers_and_expect_continue_are_counted_as_the_body()
                 assert stream.readline().startswith(b"HTTP/1.1 100 ")
                 assert stream.readline() == b"\r\n"
                 sock.sendall(b"5;name=value\r\nhello\r\n")
-                wait_for(lambda: poll(url, "ext1")["received"] == 5, "the first chunk")
+                wait_for(lambda: poll(url, "ext1")["received"] == 5, WAIT, "the first chunk")
                 sock.sendall(b'6;a="b;c"\r\n world\r\n0\r\nX-Trailer: yes\r\n\r\n')
                 response = read_response(stream)
         last = wait_for(lambda: (lambda a: a if a["state"] == "done" else None)(
-            poll(url, "ext1")), "the record's end")
+            poll(url, "ext1")), WAIT, "the record's end")
     assert (response.status, response.json()["read"]) == (200, 11)
     assert (last["received"], last["size"], last["status"]) == (11, None, 200)
