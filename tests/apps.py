@@ -25,6 +25,7 @@ from pyramid.response import Response
 
 from pyramid_upload_progress import IUploadProgressStore
 from tests.plain_app import HeaderSecurityPolicy
+from tests.server_inputs import cheroot_length, gunicorn_length
 
 WAIT = 10.0
 """The longest any test waits for another thread."""
@@ -200,8 +201,6 @@ def serve_upload(app: Any, body: bytes | None, path: str, *, raw: Any = None,
     """POST ``body`` (or the input ``raw``) to ``path`` as a streaming server
     would (``server``: whose input the body comes through), the response
     body read and closed; an exception the app lets through is raised."""
-    from tests.server_inputs import cheroot_length, gunicorn_length
-
     make_input = gunicorn_length if server == "gunicorn" else cheroot_length
     length = len(body) if body is not None else len(raw._data)
     environ = webob.Request.blank(f"{path}?{query}" if query else path,
