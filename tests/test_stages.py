@@ -15,7 +15,6 @@ from fractions import Fraction
 
 import pytest
 import webtest
-from pyramid.config import Configurator
 from pyramid.response import Response
 
 from pyramid_upload_progress import MemoryUploadProgressStore, UploadFinished, UploadStarted
@@ -33,7 +32,6 @@ from tests.apps import (
     wsgi_call_in_thread,
 )
 from tests.e2e.client import ALICE
-from tests.plain_app import HeaderSecurityPolicy
 from tests.store_kinds import each_store, store_settings
 
 
@@ -199,16 +197,12 @@ def test_a_raising_subscriber_ends_the_record_once_and_sends_each_event_once(kin
         request.body_file.read()
         return Response("ok")
 
-    settings = {"upload_progress.threshold": "0", **store_settings(kind)}
-    with Configurator(settings=settings) as config:
-        config.set_security_policy(HeaderSecurityPolicy())
-        config.include("pyramid_upload_progress")
+    def subscribe(config):
         config.add_subscriber(count("started"), UploadStarted)
         config.add_subscriber(count("finished"), UploadFinished)
         config.add_subscriber(broken, event)
-        config.add_route("read", "/read")
-        config.add_view(read, route_name="read")
-        app = config.make_wsgi_app()
+
+    app = make_app({"read": read}, store_settings(kind), configure=subscribe)
     with pytest.raises(RuntimeError):
         serve_upload(app, b"e" * SIZE, "/read", headers=ALICE, query="X-Progress-ID=ev")
     record = store_of(app).get("ev", "alice")
@@ -227,17 +221,13 @@ def test_stages_from_event_subscribers_are_kept_before_the_end_and_ignored_after
         request.body_file.read()
         return Response("ok")
 
-    settings = {"upload_progress.threshold": "0", **store_settings(kind)}
-    with Configurator(settings=settings) as config:
-        config.set_security_policy(HeaderSecurityPolicy())
-        config.include("pyramid_upload_progress")
+    def subscribe(config):
         config.add_subscriber(lambda e: e.request.upload_progress.stage("queued", 0, 1),
                               UploadStarted)
         config.add_subscriber(lambda e: e.request.upload_progress.stage("too late", 1, 1),
                               UploadFinished)
-        config.add_route("read", "/read")
-        config.add_view(read, route_name="read")
-        app = config.make_wsgi_app()
+
+    app = make_app({"read": read}, store_settings(kind), configure=subscribe)
     response = serve_upload(app, b"q" * SIZE, "/read", headers=ALICE, query="X-Progress-ID=q1")
     assert response.status_int == 200
     record = store_of(app).get("q1", "alice")
