@@ -87,13 +87,16 @@ def upload(testapp, path="/upload", size=2000, user="alice", upload_id=None, **k
     return testapp.post(path, b"x" * size, headers=headers, **kw)
 
 
-def poll(testapp, upload_id=None, user="alice", **kw):
-    """GET the report view through WebTest (without an id: the listing);
-    the WebTest response."""
+def poll(testapp, upload_id=None, user="alice", headers=None, **kw):
+    """GET the report view through WebTest (without an id: the listing) by
+    ``user`` (None: anonymous), or with ``headers`` that say who asks; the
+    WebTest response."""
     path = "/upload-progress"
     if upload_id is not None:
         path += f"?X-Progress-ID={upload_id}"
-    return testapp.get(path, headers={"X-User": user} if user else {}, **kw)
+    if headers is None:
+        headers = {"X-User": user} if user else {}
+    return testapp.get(path, headers=headers, **kw)
 
 
 def wsgi_call(app, body, path="/upload", query="X-Progress-ID=w1", **environ):
