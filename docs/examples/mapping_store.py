@@ -24,6 +24,7 @@ from typing import Any
 from zope.interface import implementer
 
 from pyramid_upload_progress import IUploadProgressStore, UploadRecord
+from pyramid_upload_progress.record import can_cancel, poll_answer, progressed, replaces
 
 Files = list[dict[str, Any]] | None
 
@@ -66,10 +67,7 @@ class MappingUploadProgressStore:
             record = self._load(key)
             if record is None:
                 return False
-            record.received, record.files, record.updated = received, files, now
-            if ended and record.body_end is None and not record.cancelled:
-                record.body_end = now  # read whole: a cancel now answers 404
-            self._save(record)
+            self._save(progressed(record, received, files, now, ended))
             return record.cancelled
 
     def set_owner(self, key: str, owner: str | None) -> None:
@@ -82,10 +80,9 @@ class MappingUploadProgressStore:
             if owner is None:
                 return
             self._index_add("owner:" + owner, key)
-            if record.id is not None:  # a reused id replaces the owner's finished record
+            if record.id is not None:
                 for other in map(self._load, self._index("id:" + record.id)):
-                    if other is not None and other.key != key and other.owner_known \
-                            and other.owner == owner and other.finished is not None:
+                    if other is not None and replaces(record, other):
                         self._forget(other)
 
     def stage(self, key: str, name: str, done: int | None, total: int | None) -> None:
@@ -131,9 +128,8 @@ class MappingUploadProgressStore:
         now = self._clock()
         with self._lock:
             record = self._find(upload_id, owner, now)
-            if (record is None or record.body_end is not None
-                    or record.as_of(now, self.stall_timeout).finished is not None):
-                return None  # nothing to cancel: unknown, read whole, ended or stalled
+            if record is None or not can_cancel(record, now, self.stall_timeout):
+                return None
             record.cancelled = True  # the next update() answers True
             self._save(record)
         return record.as_of(now, self.stall_timeout)
@@ -161,18 +157,9 @@ class MappingUploadProgressStore:
             self.mapping.pop(name, None)
 
     def _find(self, upload_id: str, owner: str | None, now: float) -> UploadRecord | None:
-        """The newest of ``owner``'s uploads with that id, else the newest
-        pending or ownerless one; never someone else's."""
-        fallback = None
-        for record in map(self._load, reversed(self._index("id:" + upload_id))):
-            if record is None or not self._alive(record, now):
-                continue
-            if record.owner_known and record.owner is not None:
-                if record.owner == owner:
-                    return record
-            elif fallback is None:
-                fallback = record
-        return fallback
+        records = map(self._load, self._index("id:" + upload_id))
+        return poll_answer((record for record in records
+                            if record is not None and self._alive(record, now)), owner)
 
     def _alive(self, record: UploadRecord, now: float) -> bool:
         return now < record.expires(self.timeout, self.stall_timeout)

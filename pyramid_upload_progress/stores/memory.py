@@ -12,7 +12,7 @@ from typing import Any
 from zope.interface import implementer
 
 from ..interfaces import IUploadProgressStore
-from ..record import UploadRecord
+from ..record import UploadRecord, can_cancel, poll_answer, progressed, replaces
 
 log = logging.getLogger(__name__)
 
@@ -101,11 +101,7 @@ class MemoryUploadProgressStore:
             record = self._records.get(key)
             if record is None:
                 return False
-            record.received = received
-            record.files = files
-            record.updated = now
-            if ended and record.body_end is None and not record.cancelled:
-                record.body_end = now
+            self._records[key] = progressed(record, received, files, now, ended)
             return record.cancelled
 
     def set_owner(self, key: str, owner: str | None) -> None:
@@ -120,9 +116,7 @@ class MemoryUploadProgressStore:
             self._by_owner.setdefault(owner, {})[key] = None
             if record.id is not None:
                 for other in list(self._by_id[record.id]):
-                    old = self._records[other]
-                    if other != key and old.owner_known and old.owner == owner \
-                            and old.finished is not None:
+                    if replaces(record, self._records[other]):
                         self._forget(other)
 
     def stage(self, key: str, name: str, done: int | None, total: int | None) -> None:
@@ -165,12 +159,12 @@ class MemoryUploadProgressStore:
         now = self._clock()
         with self._lock:
             record = self._find(upload_id, owner, now)
-            if record is None or record.as_of(now, self.stall_timeout).finished is not None:
-                return None  # unknown, someone else's, finished or stalled
-            progress = self._live[record.key]
-            if progress.body_end is not None:
-                return None  # read whole
-            progress.cancel()
+            if record is None:
+                return None
+            self._as_of(record, now)  # brings body_end up to date
+            if not can_cancel(record, now, self.stall_timeout):
+                return None
+            self._live[record.key].cancel()
             record.cancelled = True
             return self._as_of(record, now)
 
@@ -183,19 +177,9 @@ class MemoryUploadProgressStore:
                           key=lambda record: record.started, reverse=True)
 
     def _find(self, upload_id: str, owner: str | None, now: float) -> UploadRecord | None:
-        """The record a poll for ``upload_id`` by ``owner`` answers: the
-        newest of the owner's own, else the newest pending or ownerless."""
-        fallback = None
-        for key in reversed(self._by_id.get(upload_id, ())):
-            record = self._records[key]
-            if not self._alive(record, now):
-                continue
-            if record.owner_known and record.owner is not None:
-                if record.owner == owner:
-                    return record
-            elif fallback is None:
-                fallback = record
-        return fallback
+        records = (self._records[key] for key in self._by_id.get(upload_id, ()))
+        return poll_answer((record for record in records if self._alive(record, now)),
+                           owner)
 
     def _alive(self, record: UploadRecord, now: float) -> bool:
         """Whether ``record`` is still kept; brings its progress up to date."""

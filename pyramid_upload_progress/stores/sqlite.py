@@ -65,6 +65,7 @@ CREATE INDEX IF NOT EXISTS uploads_by_end ON uploads (finished)
 CREATE TRIGGER IF NOT EXISTS purge_expired AFTER INSERT ON uploads BEGIN
     {_PURGE.format(now="NEW.started")};
 END;
+-- record.replaces
 CREATE TRIGGER IF NOT EXISTS reused_id AFTER UPDATE OF owner_known ON uploads
 WHEN NEW.owner_known AND NOT OLD.owner_known
     AND NEW.owner IS NOT NULL AND NEW.id IS NOT NULL BEGIN
@@ -88,9 +89,8 @@ _NEWEST_FIRST = "ORDER BY started DESC, rowid DESC"
 _FIND = ("SELECT {columns} FROM uploads WHERE id = ? AND expires > ? "
          "AND (owner = ? OR owner IS NULL) "
          "ORDER BY owner IS NULL, started DESC, rowid DESC LIMIT 1")
-"""The upload a poll for an id by an owner answers: the newest of the
-owner's own, else the newest pending or ownerless (both have a NULL owner;
-``owner = NULL`` is never true)."""
+"""``record.poll_answer``: pending and ownerless records both have a NULL
+owner (``owner = NULL`` is never true)."""
 _INSERT = ("INSERT INTO uploads (key, id, path, size, started, updated, expires) "
            "SELECT ?, ?, ?, ?, ?, ?, ? WHERE (SELECT count(*) FROM uploads) < ?")
 _EVICT = ("DELETE FROM uploads WHERE rowid = (SELECT rowid FROM uploads "
@@ -257,7 +257,7 @@ class SQLiteUploadProgressStore:
                ended: bool = False) -> bool:
         now = self._clock()
         progress = (received, _json(files), now, self._live_until(now))
-        with self._connected() as db:
+        with self._connected() as db:  # record.progressed
             if db.execute(
                     f"UPDATE uploads SET {_PROGRESS}, body_end = coalesce(body_end, ?) "
                     "WHERE key = ? AND NOT cancelled",
@@ -307,7 +307,7 @@ class SQLiteUploadProgressStore:
 
     def cancel(self, upload_id: str, owner: str | None) -> UploadRecord | None:
         now = self._clock()
-        with self._connected() as db:
+        with self._connected() as db:  # record.can_cancel
             cancelled = db.execute(
                 f"UPDATE uploads SET cancelled = 1 WHERE rowid = "
                 f"({_FIND.format(columns='rowid')}) AND finished IS NULL "
