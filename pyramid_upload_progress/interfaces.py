@@ -24,6 +24,13 @@ class IUploadProgressStore(Interface):
     ``None``. Until :meth:`set_owner` is called the owner of an upload is
     unknown (the upload is *pending*).
 
+    A store whose records live in the process that serves the upload (as
+    the memory store's do) says so with a class attribute ``per_process =
+    True``: the add-on then warns, once, under a server that runs several
+    processes (a poll may reach another one) or serves one request at a
+    time (polls wait for the upload). A store without it is taken as
+    shared (``False``); it is not part of the interface check.
+
     ``files`` arguments and record fields are ``None`` for a body that is not
     ``multipart/form-data``, else a list of mappings ``{"field": str,
     "filename": str, "received": int, "done": bool}`` in body order: plain

@@ -41,6 +41,9 @@ class MemoryUploadProgressStore:
     """
 
     throttled = False
+    per_process = True
+    """Each process has its own: the add-on warns under a server that runs
+    several processes, or serves one request at a time."""
 
     def __init__(
         self,
