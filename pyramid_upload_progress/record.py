@@ -17,7 +17,7 @@ DONE = "done"
 ERROR = "error"
 
 
-class FilePart(TypedDict):
+class FileProgress(TypedDict):
     """One file part of a ``multipart/form-data`` body, in body order."""
 
     field: str
@@ -61,7 +61,7 @@ class UploadRecord:
     owner_known: bool = False
     """False while the upload is pending: its owner is not yet known."""
     cancelled: bool = False
-    files: list[FilePart] | None = None
+    files: list[FileProgress] | None = None
     """The file parts of a ``multipart/form-data`` body, else ``None``."""
     stage: Stage | None = None
     """``{"name": str, "done": int | None, "total": int | None}`` once set."""
@@ -136,7 +136,7 @@ def replaces(new: UploadRecord, old: UploadRecord) -> bool:
             and old.finished is not None)
 
 
-def progressed(record: UploadRecord, received: int, files: list[FilePart] | None,
+def progressed(record: UploadRecord, received: int, files: list[FileProgress] | None,
                now: float, ended: bool) -> UploadRecord:
     """``record`` after a progress write (``update``): the bytes and file
     parts, alive at ``now``; ``body_end`` set once, by the write of the read

@@ -29,7 +29,7 @@ import pytest
 from zope.interface.verify import verifyObject
 
 from .interfaces import IUploadProgressStore
-from .record import FilePart
+from .record import FileProgress
 
 __all__ = ["Backend", "FakeClock", "Progress", "StoreContract", "Upload",
            "STALL_TIMEOUT", "TIMEOUT"]
@@ -38,7 +38,7 @@ TIMEOUT = 1.0
 """The ``timeout`` of the stores the suite makes: short, for the expiry tests."""
 STALL_TIMEOUT = 1.5
 """The ``stall_timeout`` of the stores the suite makes."""
-FILES: list[FilePart] = [{"field": "photo", "filename": "a.jpg", "received": 10, "done": True}]
+FILES: list[FileProgress] = [{"field": "photo", "filename": "a.jpg", "received": 10, "done": True}]
 START = 1_700_000_000.0
 
 
@@ -61,7 +61,7 @@ class Progress:
 
     def __init__(self) -> None:
         self.received = 0
-        self.files: list[FilePart] | None = None
+        self.files: list[FileProgress] | None = None
         self.receiving = True
         self.body_end: float | None = None
         self.cancelled = False
@@ -100,7 +100,7 @@ class Upload:
         self.store.set_owner(self.key, owner)
         return self
 
-    def read(self, received: int, files: list[FilePart] | None = None,
+    def read(self, received: int, files: list[FileProgress] | None = None,
              ended: bool | None = None) -> bool:
         """The app has read ``received`` bytes (``ended``: the body is in
         whole; by default when ``received`` is the size); returns whether

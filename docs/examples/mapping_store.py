@@ -24,9 +24,18 @@ from typing import Any
 from zope.interface import implementer
 
 from pyramid_upload_progress import IUploadProgressStore, UploadRecord
-from pyramid_upload_progress.record import can_cancel, poll_answer, progressed, replaces
+from pyramid_upload_progress.interfaces import LiveProgress
+from pyramid_upload_progress.record import (
+    FileProgress,
+    can_cancel,
+    poll_answer,
+    progressed,
+    replaces,
+)
 
-Files = list[dict[str, Any]] | None
+Files = list[FileProgress] | None
+Keys = list[str]
+"""An index: the keys of the uploads with one id, or of one owner."""
 
 
 @implementer(IUploadProgressStore)
@@ -50,7 +59,7 @@ class MappingUploadProgressStore:
     # The interface: each method takes the lock once.
 
     def start(self, upload_id: str | None, path: str, size: int | None,
-              progress: Any) -> str:
+              progress: LiveProgress) -> str:
         now = self._clock()
         record = UploadRecord(key=os.urandom(9).hex(), id=upload_id, path=path,
                               size=size, started=now, updated=now)
@@ -143,7 +152,7 @@ class MappingUploadProgressStore:
     def _save(self, record: UploadRecord) -> None:
         self.mapping["upload:" + record.key] = json.dumps(dataclasses.asdict(record))
 
-    def _index(self, name: str) -> list[str]:
+    def _index(self, name: str) -> Keys:
         return json.loads(self.mapping.get(name, "[]"))
 
     def _index_add(self, name: str, key: str) -> None:

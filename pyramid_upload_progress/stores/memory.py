@@ -11,8 +11,15 @@ from typing import Any
 
 from zope.interface import implementer
 
-from ..interfaces import IUploadProgressStore
-from ..record import UploadRecord, can_cancel, poll_answer, progressed, replaces
+from ..interfaces import IUploadProgressStore, LiveProgress
+from ..record import (
+    FileProgress,
+    UploadRecord,
+    can_cancel,
+    poll_answer,
+    progressed,
+    replaces,
+)
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +66,7 @@ class MemoryUploadProgressStore:
         self._clock = clock
         self._lock = threading.Lock()
         self._records: dict[str, UploadRecord] = {}
-        self._live: dict[str, Any] = {}
+        self._live: dict[str, LiveProgress] = {}
         self._by_id: dict[str, list[str]] = {}
         self._by_owner: dict[str, dict[str, None]] = {}
         self._finished: OrderedDict[str, None] = OrderedDict()
@@ -70,7 +77,7 @@ class MemoryUploadProgressStore:
         return len(self._records)
 
     def start(self, upload_id: str | None, path: str, size: int | None,
-              progress: Any) -> str | None:
+              progress: LiveProgress) -> str | None:
         now = self._clock()
         key = os.urandom(9).hex()
         record = UploadRecord(key=key, id=upload_id, path=path, size=size,
@@ -97,7 +104,7 @@ class MemoryUploadProgressStore:
                 self._by_id.setdefault(upload_id, []).append(key)
         return key
 
-    def update(self, key: str, received: int, files: list[dict[str, Any]] | None,
+    def update(self, key: str, received: int, files: list[FileProgress] | None,
                ended: bool = False) -> bool:
         now = self._clock()
         with self._lock:
@@ -128,7 +135,7 @@ class MemoryUploadProgressStore:
             if record is not None:
                 record.stage = {"name": name, "done": done, "total": total}
 
-    def finish(self, key: str, received: int, files: list[dict[str, Any]] | None,
+    def finish(self, key: str, received: int, files: list[FileProgress] | None,
                status: int | None, failed: bool, cancelled: bool) -> None:
         now = self._clock()
         with self._lock:

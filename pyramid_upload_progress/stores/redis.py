@@ -20,8 +20,8 @@ from redis.exceptions import NoScriptError
 from redis.retry import Retry
 from zope.interface import implementer
 
-from ..interfaces import IUploadProgressStore
-from ..record import UploadRecord
+from ..interfaces import IUploadProgressStore, LiveProgress
+from ..record import FileProgress, UploadRecord
 
 SCRIPT = _package_files(__package__).joinpath("redis.lua").read_text(encoding="utf-8")
 """The Lua script every store call runs (``EVALSHA``, one per slot touched)."""
@@ -161,13 +161,13 @@ class RedisUploadProgressStore:
     # The interface.
 
     def start(self, upload_id: str | None, path: str, size: int | None,
-              progress: Any) -> str:
+              progress: LiveProgress) -> str:
         key = _Key(f"{upload_id or ''}:{os.urandom(9).hex()}")
         self._run((self._hash(key),), "start", key, upload_id or "", path,
                   _optional(size), self._live_ms)
         return key
 
-    def update(self, key: str, received: int, files: list[dict[str, Any]] | None,
+    def update(self, key: str, received: int, files: list[FileProgress] | None,
                ended: bool = False) -> bool:
         cancelled, *owner = self._run((self._hash(key),), "update", key, str(received),
                                       _json(files), _flag(ended), self._live_ms)
@@ -189,7 +189,7 @@ class RedisUploadProgressStore:
         self._run((self._hash(key),), "stage", key,
                   json.dumps({"name": name, "done": done, "total": total}))
 
-    def finish(self, key: str, received: int, files: list[dict[str, Any]] | None,
+    def finish(self, key: str, received: int, files: list[FileProgress] | None,
                status: int | None, failed: bool, cancelled: bool) -> None:
         self._with_owner(key, getattr(key, "owner_index", None), self._timeout_ms,
                          "finish", key, str(received), _json(files), _optional(status),
@@ -278,7 +278,7 @@ def _flag(value: bool) -> str:
     return "1" if value else "0"
 
 
-def _json(files: list[dict[str, Any]] | None) -> str:
+def _json(files: list[FileProgress] | None) -> str:
     return "" if files is None else json.dumps(files)
 
 

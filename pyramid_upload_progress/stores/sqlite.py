@@ -16,8 +16,8 @@ from urllib.parse import quote
 from pyramid.exceptions import ConfigurationError
 from zope.interface import implementer
 
-from ..interfaces import IUploadProgressStore
-from ..record import UploadRecord
+from ..interfaces import IUploadProgressStore, LiveProgress
+from ..record import FileProgress, UploadRecord
 
 log = logging.getLogger(__name__)
 
@@ -236,7 +236,7 @@ class SQLiteUploadProgressStore:
             self._create(START_UP_TIMEOUT)
 
     def start(self, upload_id: str | None, path: str, size: int | None,
-              progress: Any) -> str | None:
+              progress: LiveProgress) -> str | None:
         now = self._clock()
         key = os.urandom(9).hex()
         row = (key, upload_id, path, size, now, now, self._live_until(now),
@@ -253,7 +253,7 @@ class SQLiteUploadProgressStore:
         self._full = False
         return key
 
-    def update(self, key: str, received: int, files: list[dict[str, Any]] | None,
+    def update(self, key: str, received: int, files: list[FileProgress] | None,
                ended: bool = False) -> bool:
         now = self._clock()
         progress = (received, _json(files), now, self._live_until(now))
@@ -277,7 +277,7 @@ class SQLiteUploadProgressStore:
         with self._connected() as db:
             db.execute("UPDATE uploads SET stage = ? WHERE key = ?", (_json(stage), key))
 
-    def finish(self, key: str, received: int, files: list[dict[str, Any]] | None,
+    def finish(self, key: str, received: int, files: list[FileProgress] | None,
                status: int | None, failed: bool, cancelled: bool) -> None:
         now = self._clock()
         with self._connected() as db:
