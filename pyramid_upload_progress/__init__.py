@@ -165,7 +165,7 @@ def _register_store_and_policy(config: Configurator, settings: UploadProgressSet
     inner = registry.queryUtility(IExecutionPolicy, default=default_execution_policy)
     policy = UploadProgressPolicy(
         inner, store, settings, health, report_path,
-        per_process=isinstance(store, MemoryUploadProgressStore))
+        per_process=getattr(store, "per_process", False) is True)
     registry.registerUtility(policy, IExecutionPolicy)
     _introspectable(config, "upload progress execution policy", policy=policy,
                     wraps=inner).register(config.introspector, config.action_info)

@@ -9,7 +9,7 @@ from typing import Any
 
 from .events import UploadFinished, UploadStarted
 from .multipart import MultipartScanner
-from .record import UploadRecord
+from .record import FileProgress, UploadRecord
 from .stream import CountingInput, counting_input
 
 log = logging.getLogger(__name__)
@@ -106,7 +106,7 @@ class TrackedUpload:
         return max(self.input.received, self._floor)
 
     @property
-    def files(self) -> list[dict[str, Any]] | None:
+    def files(self) -> list[FileProgress] | None:
         return None if self._scanner is None else self._scanner.files()
 
     @property

@@ -63,6 +63,7 @@ from pyramid.interfaces import IExecutionPolicy
 
 from . import ids
 from .policy import RunnerLink, UploadProgressPolicy, request_path
+from .record import FileProgress
 from .tracking import BUFFERED_KEY, TrackedUpload
 
 log = logging.getLogger(__name__)
@@ -120,7 +121,7 @@ class BufferedUpload:
     # The progress an unthrottled store reads.
 
     @property
-    def files(self) -> list[dict[str, Any]] | None:
+    def files(self) -> list[FileProgress] | None:
         tracked = self._tracked
         return None if tracked is None else tracked.files
 
