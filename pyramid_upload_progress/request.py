@@ -15,7 +15,7 @@ def stage(request: Any, name: str, done: int | None = None,
     its body is in: ``request.upload_progress.stage(name, done, total)`` for
     a tracked request, nothing for one that is not, so that a view reports
     its stages in one call either way. The values are checked either way
-    (the ``TypeError`` of :meth:`UploadProgress.stage`), so that a bad one
+    (the ``TypeError`` of :meth:`.UploadProgress.stage`), so that a bad one
     shows in tests that send no upload."""
     checked = _checked_stage(name, done, total)
     upload = request.environ.get(ENVIRON_KEY)
