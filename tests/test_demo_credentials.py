@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+import tests.demo_app  # noqa: F401  (puts the demo on sys.path)
 from upload_progress_demo.security import check_credentials
 
 USERS = {"alice": "secret", "bob": "hunter2"}
