@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import NamedTuple, Protocol
+from typing import NamedTuple
 
 
 class Clock(NamedTuple):
@@ -24,63 +24,41 @@ class Clock(NamedTuple):
 SYSTEM_CLOCK = Clock(time.time, time.monotonic)
 
 
-class Throttle(Protocol):
-    """When one upload's writes go to its store; made per upload by the
-    execution policy, for the store it has (see
-    :func:`throttle_factory`)."""
+class Throttle:
+    """When one upload's writes go to its store: at most one per
+    ``interval`` seconds, the first an interval after the start (which
+    recorded nothing received). Made per upload by the execution policy
+    (:func:`throttle_factory`).
 
-    progress: bool
-    """Whether the store takes progress writes at all (a throttled store); a
-    store that reads the live progress (memory) does not."""
+    ``progress`` says whether the store takes progress writes at all: a
+    throttled store (SQLite, Redis) does; one that reads each upload's live
+    progress (memory) does not, and its interval is 0: every stage is
+    written at once.
+    """
+
+    __slots__ = ("progress", "monotonic", "due_at", "_interval")
+
+    def __init__(self, progress: bool, interval: float,
+                 monotonic: Callable[[], float]) -> None:
+        self.progress = progress
+        self.monotonic = monotonic
+        self.due_at = monotonic() + interval
+        """When the next write may go, on ``monotonic``'s clock."""
+        self._interval = interval
 
     def due(self) -> bool:
         """Whether a write may go now: a progress write, or a stage of the
         same name as the last one."""
+        return self.monotonic() >= self.due_at
 
     def wrote(self) -> None:
         """A write has just gone: the next is due an interval from now."""
-
-
-class Unthrottled:
-    """A store that reads each upload's live progress: no progress writes,
-    and every stage written at once."""
-
-    __slots__ = ()
-    progress = False
-
-    def due(self) -> bool:
-        return True
-
-    def wrote(self) -> None:
-        pass
-
-
-class Interval:
-    """A throttled store: at most one write per ``interval`` seconds, the
-    first an interval after the start (which recorded nothing received)."""
-
-    __slots__ = ("_interval", "_monotonic", "_next")
-    progress = True
-
-    def __init__(self, interval: float, monotonic: Callable[[], float]) -> None:
-        self._interval = interval
-        self._monotonic = monotonic
-        self._next = monotonic() + interval
-
-    def due(self) -> bool:
-        return self._monotonic() >= self._next
-
-    def wrote(self) -> None:
-        self._next = self._monotonic() + self._interval
-
-
-_UNTHROTTLED = Unthrottled()
+        self.due_at = self.monotonic() + self._interval
 
 
 def throttle_factory(throttled: bool, interval: float) -> Callable[[Clock], Throttle]:
-    """What makes each upload's :class:`Throttle` on a clock: an
-    :class:`Interval` of ``interval`` seconds for a ``throttled`` store,
-    else the one :class:`Unthrottled` (it holds nothing per upload)."""
+    """What makes each upload's :class:`Throttle` on a clock, for a store
+    that is ``throttled`` (every ``interval`` seconds) or not."""
     if not throttled:
-        return lambda clock: _UNTHROTTLED
-    return lambda clock: Interval(interval, clock.monotonic)
+        interval = 0.0
+    return lambda clock: Throttle(throttled, interval, clock.monotonic)

@@ -111,7 +111,8 @@ class TrackedUpload:
         ends the body is written by :meth:`_body_ended`, right after this.
         What is left unwritten otherwise goes with the next write: a
         stage's, the body's end's, or the record's end's."""
-        if not self._throttle.due() or self.input.ended:
+        throttle = self._throttle  # due() written out: it runs at every read
+        if throttle.monotonic() < throttle.due_at or self.input.ended:
             self._unwritten = True
         else:
             self._send_progress()

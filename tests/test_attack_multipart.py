@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from pyramid_upload_progress import MemoryUploadProgressStore, multipart
 from pyramid_upload_progress.health import StoreHealth
 from pyramid_upload_progress.owner import as_text, authenticated_userid
-from pyramid_upload_progress.timing import SYSTEM_CLOCK, Unthrottled
+from pyramid_upload_progress.timing import SYSTEM_CLOCK, Throttle
 from pyramid_upload_progress.tracking import TrackedUpload
 from tests.test_stream import ServerInput
 
@@ -38,7 +38,8 @@ def read_through_tracking(body: bytes, content_type: str, sizes: list[int]):
     store = MemoryUploadProgressStore()
     upload = TrackedUpload(store, StoreHealth(), ServerInput(body), None, "/upload",
                            len(body), multipart.boundary(content_type),
-                           as_text(authenticated_userid), Unthrottled(), SYSTEM_CLOCK)
+                           as_text(authenticated_userid),
+                           Throttle(False, 0.0, SYSTEM_CLOCK.monotonic), SYSTEM_CLOCK)
     upload.key = store.start(None, "/upload", len(body), upload)
     got = []
     turn = 0
