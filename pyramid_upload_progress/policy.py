@@ -80,7 +80,7 @@ class UploadProgressPolicy:
         self.clock = clock
         self._buffering_seen = False
         self._chunked_warned = False
-        self._warn_memory_store = per_process
+        self._warn_per_process = per_process
 
     def link_runner(self) -> RunnerLink:
         """What a server runner needs to count bodies as the server receives
@@ -158,8 +158,8 @@ class UploadProgressPolicy:
             return None
         if not self._buffering_seen:
             self._warn_if_buffered(environ)
-        if self._warn_memory_store:
-            self._warn_if_polls_miss_memory_store(environ)
+        if self._warn_per_process:
+            self._warn_if_polls_miss_the_store(environ)
         upload = TrackedUpload(
             self._store, self._health, environ["wsgi.input"], upload_id,
             request_path(environ), size,
@@ -182,23 +182,24 @@ class UploadProgressPolicy:
         environ[ENVIRON_KEY] = upload
         return upload
 
-    def _warn_if_polls_miss_memory_store(self, environ: dict[str, Any]) -> None:
-        """Log once if the polls of an upload cannot reach the memory store
-        that holds it while it arrives: they go to another process, or this
+    def _warn_if_polls_miss_the_store(self, environ: dict[str, Any]) -> None:
+        """Log once if the polls of an upload cannot reach the per-process
+        store (the memory store, or one that says ``per_process``) that
+        holds it while it arrives: they go to another process, or this
         process serves one request at a time."""
         if environ.get("wsgi.multiprocess"):
-            self._warn_memory_store = False
+            self._warn_per_process = False
             log.warning(
                 "upload progress: the server runs several processes, and the "
-                "memory store keeps each one's uploads to itself: a poll that "
+                "store keeps each one's uploads to itself: a poll that "
                 "reaches another process answers 'starting'. Use "
                 "upload_progress.store = sqlite (one host) or redis (several "
                 "hosts).")
         elif _serves_one_request_at_a_time(environ):
-            self._warn_memory_store = False
+            self._warn_per_process = False
             log.warning(
                 "upload progress: the server serves one request at a time "
-                "(%s), and the memory store keeps this process's uploads to "
+                "(%s), and the store keeps this process's uploads to "
                 "itself: the polls of an upload wait until it has ended. Give "
                 "the server threads (gunicorn: worker_class = gthread; uWSGI: "
                 "threads), or run several processes with upload_progress.store "
