@@ -23,13 +23,14 @@ from zope.interface.verify import verifyObject
 
 from .client import add_client_views
 from .events import UploadFinished, UploadStarted
+from .health import StoreHealth
 from .interfaces import IUploadProgressStore
 from .policy import UploadProgressPolicy
 from .record import UploadRecord, render_upload
+from .request import stage, upload_progress
 from .settings import INCLUDE_TIME, UploadProgressSettings, parse_setting, parse_settings
 from .stores.memory import MemoryUploadProgressStore, memory_store_factory
 from .stream import UploadCancelled
-from .tracking import StoreHealth, upload_progress
 from .views import (
     UploadProgressView,
     forbidden_view,
@@ -47,6 +48,7 @@ __all__ = [
     "includeme",
     "memory_store_factory",
     "render_upload",
+    "stage",
 ]
 
 log = logging.getLogger(__name__)
@@ -165,7 +167,7 @@ def _register_store_and_policy(config: Configurator, settings: UploadProgressSet
     inner = registry.queryUtility(IExecutionPolicy, default=default_execution_policy)
     policy = UploadProgressPolicy(
         inner, store, settings, health, report_path,
-        per_process=isinstance(store, MemoryUploadProgressStore))
+        per_process=getattr(store, "per_process", False) is True)
     registry.registerUtility(policy, IExecutionPolicy)
     _introspectable(config, "upload progress execution policy", policy=policy,
                     wraps=inner).register(config.introspector, config.action_info)

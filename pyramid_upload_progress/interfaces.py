@@ -1,5 +1,18 @@
-"""The store interface: the spec a third-party store is written against."""
+"""The store interface: the spec a third-party store is written against.
+
+:class:`IUploadProgressStore` is the spec, and the registry's key for the
+store; :class:`UploadProgressStore` is the same seam as a
+:class:`typing.Protocol`, for type checkers: annotate a store (or a
+variable holding one) with it and mypy checks every method's signature.
+"""
+from __future__ import annotations
+
+import builtins
+from typing import Protocol
+
 from zope.interface import Attribute, Interface
+
+from .record import FileProgress, UploadRecord
 
 
 class IUploadProgressStore(Interface):
@@ -18,16 +31,26 @@ class IUploadProgressStore(Interface):
     Times are epoch seconds taken from the store's own clock, so that all
     the records of one store agree with each other.
 
+    Type checkers see it as :class:`UploadProgressStore`.
+
     A record of an upload is an :class:`pyramid_upload_progress.record.UploadRecord`.
     Its ``key`` is chosen by the store, unique among the uploads it holds,
     and never shown to clients; ``id`` is the client's upload id, or
     ``None``. Until :meth:`set_owner` is called the owner of an upload is
     unknown (the upload is *pending*).
 
+    A store whose records live in the process that serves the upload (as
+    the memory store's do) says so with a class attribute ``per_process =
+    True``: the add-on then warns, once, under a server that runs several
+    processes (a poll may reach another one) or serves one request at a
+    time (polls wait for the upload). A store without it is taken as
+    shared (``False``); it is not part of the interface check.
+
     ``files`` arguments and record fields are ``None`` for a body that is not
     ``multipart/form-data``, else a list of mappings ``{"field": str,
-    "filename": str, "received": int, "done": bool}`` in body order: plain
-    JSON data, for a store to keep as it comes.
+    "filename": str, "received": int, "done": bool}``
+    (:class:`~pyramid_upload_progress.record.FileProgress`) in body order:
+    plain JSON data, for a store to keep as it comes.
     """
 
     throttled = Attribute(
@@ -188,3 +211,52 @@ class IUploadFinished(IUploadEvent):
     ends (done, error or cancelled), from the thread that served it. Its
     ``request`` is the one ``UploadStarted`` had: for a request that
     pyramid_retry retried, the attempt that looked the owner up."""
+
+
+class LiveProgress(Protocol):
+    """An upload as it happens in the process serving it: the ``progress``
+    given to :meth:`IUploadProgressStore.start` (see there)."""
+
+    @property
+    def received(self) -> int: ...
+
+    @property
+    def files(self) -> builtins.list[FileProgress] | None: ...
+
+    @property
+    def receiving(self) -> bool: ...
+
+    @property
+    def body_end(self) -> float | None: ...
+
+    def cancel(self) -> None: ...
+
+
+class UploadProgressStore(Protocol):
+    """:class:`IUploadProgressStore` for type checkers: the methods and
+    their signatures, documented there. (``per_process``, optional, is not
+    part of it.)"""
+
+    @property
+    def throttled(self) -> bool: ...
+
+    def start(self, upload_id: str | None, path: str, size: int | None,
+              progress: LiveProgress) -> str | None: ...
+
+    def update(self, key: str, received: int, files: builtins.list[FileProgress] | None,
+               ended: bool = False) -> bool: ...
+
+    def set_owner(self, key: str, owner: str | None) -> None: ...
+
+    def stage(self, key: str, name: str, done: int | None, total: int | None) -> None: ...
+
+    def finish(self, key: str, received: int, files: builtins.list[FileProgress] | None,
+               status: int | None, failed: bool, cancelled: bool) -> None: ...
+
+    def discard(self, key: str) -> None: ...
+
+    def get(self, upload_id: str, owner: str | None) -> UploadRecord | None: ...
+
+    def list(self, owner: str) -> builtins.list[UploadRecord]: ...
+
+    def cancel(self, upload_id: str, owner: str | None) -> UploadRecord | None: ...

@@ -3,7 +3,8 @@ found in its bytes as they pass through the counting stream."""
 from __future__ import annotations
 
 import re
-from typing import Any
+
+from .record import FileProgress
 
 MAX_FILES = 1000
 """File parts listed per upload; later ones count in ``received`` alone."""
@@ -58,7 +59,7 @@ class FilePart:
         self.received = 0
         self.done = False
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> FileProgress:
         return {"field": self.field, "filename": self.filename,
                 "received": self.received, "done": self.done}
 
@@ -83,7 +84,7 @@ class MultipartScanner:
         self._current: FilePart | None = None
         self.parts: list[FilePart] = []
 
-    def files(self) -> list[dict[str, Any]]:
+    def files(self) -> list[FileProgress]:
         """The file parts as the UPLOAD's ``files`` lists them."""
         return [part.as_dict() for part in self.parts]
 

@@ -5,7 +5,7 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from .tracking import ENVIRON_KEY
+from .environ import ENVIRON_KEY
 
 Owner = Callable[[Any], "str | None"]
 """``owner(request) -> str | None``: whose upload (and whose listing)."""

@@ -16,10 +16,13 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NamedTuple
 
 from . import ids, multipart
+from .environ import BUFFERED_KEY, ENVIRON_KEY
+from .health import StoreHealth
+from .responses import cancelled_response
 from .settings import UploadProgressSettings
 from .stream import UploadCancelled
-from .tracking import BUFFERED_KEY, ENVIRON_KEY, StoreHealth, TrackedUpload
-from .views import cancelled_response
+from .timing import SYSTEM_CLOCK, Clock, Throttle, throttle_factory
+from .tracking import TrackedUpload
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +35,9 @@ class RunnerLink(NamedTuple):
 
     store: Any
     health: StoreHealth
-    interval: float | None
-    """``update_interval`` for a throttled store, else ``None``."""
+    throttle: Callable[[Clock], Throttle]
+    """Makes an upload's throttle of its writes to ``store``, on ``clock``."""
+    clock: Clock
     id_param: str
     report_path: str
 
@@ -48,12 +52,22 @@ class UploadProgressPolicy:
     ``inner`` returns is still the app's response: its ``app_iter`` is
     wrapped, so that the record ends when the server closes the body (the
     app may still read the upload while it answers).
+
+    ``clock`` is where every upload it tracks reads the time (and the
+    runner it links, :meth:`link_runner`). For tests only: an app's tests
+    that let time pass without waiting for it make the app, then give its
+    policy a clock of their own before the uploads they time::
+
+        policy = app.registry.getUtility(IExecutionPolicy)
+        policy.clock = Clock(fake_clock, fake_clock)
+
+    (one counter for both functions, which the test advances).
     """
 
     def __init__(self, inner: Callable[[dict[str, Any], Any], Any],
                  store: Any, settings: UploadProgressSettings,
                  health: StoreHealth, report_path: str, *,
-                 per_process: bool = False) -> None:
+                 per_process: bool = False, clock: Clock = SYSTEM_CLOCK) -> None:
         self.inner = inner
         self._store = store
         self._health = health
@@ -62,17 +76,18 @@ class UploadProgressPolicy:
         self._id_param = settings.id_param
         self._id_header = ids.header_key(settings.id_param)
         self._owner = settings.owner
-        self._interval = settings.update_interval if store.throttled else None
+        self._throttle = throttle_factory(store.throttled, settings.update_interval)
+        self.clock = clock
         self._buffering_seen = False
         self._chunked_warned = False
-        self._warn_memory_store = per_process
+        self._warn_per_process = per_process
 
     def link_runner(self) -> RunnerLink:
         """What a server runner needs to count bodies as the server receives
         them; from then on the policy never warns that the server buffers
         bodies: the runner counts them."""
         self._buffering_seen = True
-        return RunnerLink(self._store, self._health, self._interval,
+        return RunnerLink(self._store, self._health, self._throttle, self.clock,
                           self._id_param, self._report_path)
 
     def __call__(self, environ: dict[str, Any], router: Any) -> Any:
@@ -143,13 +158,13 @@ class UploadProgressPolicy:
             return None
         if not self._buffering_seen:
             self._warn_if_buffered(environ)
-        if self._warn_memory_store:
-            self._warn_if_polls_miss_memory_store(environ)
+        if self._warn_per_process:
+            self._warn_if_polls_miss_the_store(environ)
         upload = TrackedUpload(
             self._store, self._health, environ["wsgi.input"], upload_id,
             request_path(environ), size,
             multipart.boundary(environ.get("CONTENT_TYPE", "")),
-            self._owner, self._interval)
+            self._owner, self._throttle(self.clock), self.clock)
         buffered = environ.get(BUFFERED_KEY)
         try:
             if buffered is None:
@@ -167,23 +182,24 @@ class UploadProgressPolicy:
         environ[ENVIRON_KEY] = upload
         return upload
 
-    def _warn_if_polls_miss_memory_store(self, environ: dict[str, Any]) -> None:
-        """Log once if the polls of an upload cannot reach the memory store
-        that holds it while it arrives: they go to another process, or this
+    def _warn_if_polls_miss_the_store(self, environ: dict[str, Any]) -> None:
+        """Log once if the polls of an upload cannot reach the per-process
+        store (the memory store, or one that says ``per_process``) that
+        holds it while it arrives: they go to another process, or this
         process serves one request at a time."""
         if environ.get("wsgi.multiprocess"):
-            self._warn_memory_store = False
+            self._warn_per_process = False
             log.warning(
                 "upload progress: the server runs several processes, and the "
-                "memory store keeps each one's uploads to itself: a poll that "
+                "store keeps each one's uploads to itself: a poll that "
                 "reaches another process answers 'starting'. Use "
                 "upload_progress.store = sqlite (one host) or redis (several "
                 "hosts).")
         elif _serves_one_request_at_a_time(environ):
-            self._warn_memory_store = False
+            self._warn_per_process = False
             log.warning(
                 "upload progress: the server serves one request at a time "
-                "(%s), and the memory store keeps this process's uploads to "
+                "(%s), and the store keeps this process's uploads to "
                 "itself: the polls of an upload wait until it has ended. Give "
                 "the server threads (gunicorn: worker_class = gthread; uWSGI: "
                 "threads), or run several processes with upload_progress.store "

@@ -7,13 +7,31 @@ and extends the mapping :func:`render_upload` returns.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 STARTING = "starting"
 UPLOADING = "uploading"
 DONE = "done"
 ERROR = "error"
+
+
+class FileProgress(TypedDict):
+    """One file part of a ``multipart/form-data`` body, in body order."""
+
+    field: str
+    filename: str
+    received: int
+    done: bool
+
+
+class Stage(TypedDict):
+    """What the application is doing with an upload now."""
+
+    name: str
+    done: int | None
+    total: int | None
 
 
 @dataclass(slots=True)
@@ -43,9 +61,9 @@ class UploadRecord:
     owner_known: bool = False
     """False while the upload is pending: its owner is not yet known."""
     cancelled: bool = False
-    files: list[dict[str, Any]] | None = None
+    files: list[FileProgress] | None = None
     """The file parts of a ``multipart/form-data`` body, else ``None``."""
-    stage: dict[str, Any] | None = None
+    stage: Stage | None = None
     """``{"name": str, "done": int | None, "total": int | None}`` once set."""
     body_end: float | None = None
     """Epoch seconds (the store's clock) when the body was read whole: the
@@ -79,6 +97,56 @@ class UploadRecord:
         if self.finished is None and now >= stalled_at:
             return dataclasses.replace(self, finished=stalled_at, failed=True)
         return dataclasses.replace(self)
+
+
+# The store rules: each written once, here, for every store. The memory store
+# and the docs' example store call them; the SQL of the SQLite store and the
+# Lua of the Redis store each name the function they implement.
+
+def poll_answer(records: Iterable[UploadRecord], owner: str | None) -> UploadRecord | None:
+    """The record a poll for an id by ``owner`` answers, of ``records``: the
+    live records with that id, in the order they started.
+
+    The newest of ``owner``'s own; only when there is none, the newest
+    pending or ownerless one. Another owner's record never answers (a
+    request without an owner has no records of its own).
+    """
+    own = other = None
+    for record in records:
+        if record.owner_known and record.owner is not None:
+            if record.owner == owner:
+                own = record
+        else:
+            other = record
+    return own if own is not None else other
+
+
+def can_cancel(record: UploadRecord, now: float, stall_timeout: float) -> bool:
+    """Whether ``record``'s upload can still be cancelled at ``now``: it is
+    still receiving its body (unfinished, not stalled, ``body_end`` unset)."""
+    return (record.finished is None and now < record.updated + stall_timeout
+            and record.body_end is None)
+
+
+def replaces(new: UploadRecord, old: UploadRecord) -> bool:
+    """Whether naming ``new``'s owner forgets ``old``: a reused id replaces
+    the same owner's finished record with that id."""
+    return (old.key != new.key and new.id is not None and old.id == new.id
+            and new.owner is not None and old.owner_known and old.owner == new.owner
+            and old.finished is not None)
+
+
+def progressed(record: UploadRecord, received: int, files: list[FileProgress] | None,
+               now: float, ended: bool) -> UploadRecord:
+    """``record`` after a progress write (``update``): the bytes and file
+    parts, alive at ``now``; ``body_end`` set once, by the write of the read
+    that ended the body, and never for a cancelled upload. A cancelled
+    upload's progress goes on being recorded (it stays cancelled)."""
+    body_end = record.body_end
+    if ended and body_end is None and not record.cancelled:
+        body_end = now
+    return dataclasses.replace(record, received=received, files=files, updated=now,
+                               body_end=body_end)
 
 
 def render_upload(record: UploadRecord, now: float) -> dict[str, Any]:

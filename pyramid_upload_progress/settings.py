@@ -11,7 +11,7 @@ import difflib
 import logging
 import math
 import re
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +26,10 @@ PREFIX = "upload_progress."
 
 Resolve = Callable[[Any], Any]
 StoreFactory = Callable[[MutableMapping[str, Any]], Any]
-"""``factory(settings)``: returns an object providing IUploadProgressStore."""
+"""``factory(settings)``: returns an object providing IUploadProgressStore.
+A factory that reads settings of its own under ``upload_progress.`` names
+them in an attribute ``settings_keys`` (say ``("mystore.url",)``), so that
+they are not warned of as unknown."""
 
 _STORES = {
     "memory": "pyramid_upload_progress.stores.memory.memory_store_factory",
@@ -257,15 +260,14 @@ def parse_settings(settings: MutableMapping[str, Any], resolve: Resolve,
     into ``settings``, so that a store factory reads them typed and
     defaulted.
     """
-    _warn_unknown(settings)
+    try:
+        fixed.setdefault("store", parse_setting(settings, "store", resolve))
+    except ConfigurationError:
+        pass  # raised again below, after the warnings that may explain it
+    _warn_unknown(settings, getattr(fixed.get("store"), "settings_keys", ()))
     values = {setting.field: fixed[setting.name] if setting.name in fixed
               else parse_setting(settings, setting.name, resolve)
               for setting in SETTINGS}
-    if (settings.get(PREFIX + "store") or "").strip() == "sqlite" \
-            and values["sqlite_path"] is None:
-        raise ConfigurationError(
-            f"{PREFIX}sqlite.path is required with {PREFIX}store = sqlite: "
-            "the SQLite file shared by the worker processes")
     if values["redis_cluster"] and values["redis_sentinels"]:
         raise ConfigurationError(
             f"{PREFIX}redis.cluster and {PREFIX}redis.sentinels exclude each other: "
@@ -281,11 +283,14 @@ def parse_settings(settings: MutableMapping[str, Any], resolve: Resolve,
     return UploadProgressSettings(**values)
 
 
-def _warn_unknown(settings: MutableMapping[str, Any]) -> None:
+def _warn_unknown(settings: MutableMapping[str, Any], store_keys: Iterable[str]) -> None:
+    """Warn of each ``upload_progress.*`` key that is neither ours nor one of
+    ``store_keys`` (the store factory's ``settings_keys``)."""
+    known = [*_BY_NAME, *store_keys]
     for key in settings:
-        if not key.startswith(PREFIX) or key[len(PREFIX):] in _BY_NAME:
+        if not key.startswith(PREFIX) or key[len(PREFIX):] in known:
             continue
-        close = difflib.get_close_matches(key[len(PREFIX):], _BY_NAME, n=1)
+        close = difflib.get_close_matches(key[len(PREFIX):], known, n=1)
         log.warning("upload progress: unknown setting %s%s", key,
                     f" (did you mean {PREFIX}{close[0]}?)" if close else "")
 

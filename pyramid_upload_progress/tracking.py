@@ -1,48 +1,18 @@
-"""One tracked upload, from its first byte to its end, and the store's health."""
+"""One tracked upload, from its first byte to its end."""
 from __future__ import annotations
 
 import logging
-import operator
-import time
 from collections.abc import Callable
 from typing import Any
 
 from .events import UploadFinished, UploadStarted
+from .health import StoreHealth
 from .multipart import MultipartScanner
-from .record import UploadRecord
+from .record import FileProgress, UploadRecord
 from .stream import CountingInput, counting_input
+from .timing import Clock, Throttle
 
 log = logging.getLogger(__name__)
-
-ENVIRON_KEY = "pyramid_upload_progress.upload"
-"""Where a tracked request's :class:`TrackedUpload` lives in the environ."""
-
-BUFFERED_KEY = "pyramid_upload_progress.buffered"
-"""Where a server runner that counted the body as it arrived (the waitress
-runner) leaves that upload, whose ``hand_over(tracked)`` lets the request's
-:class:`TrackedUpload` go on with its record and returns its key."""
-
-
-class StoreHealth:
-    """Logs a store's outage once, with a traceback, and its end once; not
-    a traceback per request."""
-
-    def __init__(self) -> None:
-        self.down = False
-
-    def failed(self, doing: str) -> None:
-        """Called from an ``except`` block: the store failed ``doing``."""
-        if not self.down:
-            self.down = True
-            log.warning("upload progress: the store failed %s; uploads are "
-                        "served untracked and reports answer 503 until it "
-                        "answers again", doing, exc_info=True)
-
-    def answered(self) -> None:
-        """A store call succeeded."""
-        if self.down:
-            self.down = False
-            log.warning("upload progress: the store answers again")
 
 
 class TrackedUpload:
@@ -57,25 +27,26 @@ class TrackedUpload:
     dropped for the rest of it). A retried request (pyramid_retry) keeps this
     one object in its environ, so its bytes are counted once, its owner
     looked up once, its events sent once and its record ended once.
+
+    ``throttle`` says when its writes go to the store (none of its progress
+    to a store that reads it live); ``clock`` is where it reads the time.
     """
 
     def __init__(self, store: Any, health: StoreHealth, raw_input: Any,
                  upload_id: str | None, path: str, size: int | None,
                  boundary: bytes | None, owner: Callable[[Any], str | None],
-                 interval: float | None) -> None:
+                 throttle: Throttle, clock: Clock) -> None:
         self._store = store
         self._health = health
         self._owner = owner
-        self._interval = interval
-        # The start recorded nothing received: the first progress write is
-        # due an interval later.
-        self._next_write = time.monotonic() + (interval or 0.0)
+        self._throttle = throttle
+        self._clock = clock
         self._unwritten = False
-        self._stage: tuple[str, int | None, int | None] | None = None
-        self._stage_written = True
+        self._stage_name: str | None = None
+        self._unwritten_stage: tuple[str, int | None, int | None] | None = None
         self._request: Any = None
         self._finished = False
-        now = time.time()
+        now = clock.time()
         self._floor = 0
         self.record = UploadRecord(key="", id=upload_id, path=path, size=size,
                                    started=now, updated=now)
@@ -84,10 +55,10 @@ class TrackedUpload:
                                                    self._body_ended)
 
     def _observer(self) -> Callable[[bytes], None] | None:
-        """What the input calls with new bytes: nothing at all for an
-        unthrottled store and a body that is not multipart."""
+        """What the input calls with new bytes: nothing at all for a store
+        that reads the progress live and a body that is not multipart."""
         scanner = self._scanner
-        if self._interval is None:
+        if not self._throttle.progress:
             return None if scanner is None else scanner.feed
         if scanner is None:
             return self._write_progress
@@ -106,7 +77,7 @@ class TrackedUpload:
         return max(self.input.received, self._floor)
 
     @property
-    def files(self) -> list[dict[str, Any]] | None:
+    def files(self) -> list[FileProgress] | None:
         return None if self._scanner is None else self._scanner.files()
 
     @property
@@ -140,7 +111,8 @@ class TrackedUpload:
         ends the body is written by :meth:`_body_ended`, right after this.
         What is left unwritten otherwise goes with the next write: a
         stage's, the body's end's, or the record's end's."""
-        if time.monotonic() < self._next_write or self.input.ended:
+        throttle = self._throttle  # due() written out: it runs at every read
+        if throttle.monotonic() < throttle.due_at or self.input.ended:
             self._unwritten = True
         else:
             self._send_progress()
@@ -150,8 +122,8 @@ class TrackedUpload:
         once, so that it shows every byte and refuses a cancel (404), and
         a cancel that came during that read is learnt in time to refuse
         the read (the body of a cancelled upload is never read whole)."""
-        now = time.time()
-        if self._interval is not None and self._store is not None:
+        now = self._clock.time()
+        if self._throttle.progress and self._store is not None:
             self._send_progress(ended=True)
         if not self.input.cancelled:
             self.record.body_end = now
@@ -167,7 +139,7 @@ class TrackedUpload:
             return
         if cancelled:
             self.input.cancelled = True
-        self._next_write = time.monotonic() + self._interval  # type: ignore[operator]
+        self._throttle.wrote()
 
     def resolve_owner(self, request: Any) -> None:
         """Look up whose upload this is, once, inside the app's handling,
@@ -208,31 +180,29 @@ class TrackedUpload:
             self._send_progress()
             if self._store is None:
                 return
-        new_name = self._stage is None or self._stage[0] != name
-        self._stage = (name, done, total)
-        self._stage_written = False
-        if new_name or self._interval is None or time.monotonic() >= self._next_write:
-            self._write_stage()
+        new_name = name != self._stage_name
+        self._stage_name = name
+        self._unwritten_stage = (name, done, total)
+        if new_name or self._throttle.due():
+            self._write_stage(name, done, total)
 
-    def _write_stage(self) -> None:
-        self._stage_written = True
-        name, done, total = self._stage  # type: ignore[misc]
+    def _write_stage(self, name: str, done: int | None, total: int | None) -> None:
+        self._unwritten_stage = None
         self.record.stage = {"name": name, "done": done, "total": total}
         try:
             self._store.stage(self.record.key, name, done, total)
         except Exception:
             self._drop_store("recording a stage")
             return
-        if self._interval is not None:
-            self._next_write = time.monotonic() + self._interval
+        self._throttle.wrote()
 
     def finish(self, status: int | None, failed: bool) -> None:
         """End the record once, with the response status or failed, and send
         ``UploadFinished`` if ``UploadStarted`` was sent."""
         if self._finished:
             return
-        if self._store is not None and not self._stage_written:
-            self._write_stage()
+        if self._store is not None and self._unwritten_stage is not None:
+            self._write_stage(*self._unwritten_stage)
         self._finished = True
         stream = self.input
         record = self.record
@@ -241,7 +211,7 @@ class TrackedUpload:
         record.status = status
         record.failed = failed or stream.disconnected or stream.cancel_raised
         record.cancelled = stream.cancel_raised
-        record.finished = time.time()
+        record.finished = self._clock.time()
         store = self._store
         if store is not None:
             try:
@@ -258,7 +228,7 @@ class TrackedUpload:
         if record.finished is None:
             record.received = self.received
             record.files = self.files
-        return record.as_of(time.time(), float("inf"))
+        return record.as_of(self._clock.time(), float("inf"))
 
     def _drop_store(self, doing: str) -> None:
         self._untrack()
@@ -268,58 +238,3 @@ class TrackedUpload:
         """No more store calls for this upload, nor work per read for them."""
         self._store = None
         self.input.observe = None if self._scanner is None else self._scanner.feed
-
-
-class UploadProgress:
-    """``request.upload_progress``: the tracked upload of this request."""
-
-    __slots__ = ("_upload",)
-
-    def __init__(self, upload: TrackedUpload) -> None:
-        self._upload = upload
-
-    def stage(self, name: str, done: int | None = None,
-              total: int | None = None) -> None:
-        """Say what the application is doing with the upload now that its
-        body is in (``stage("virus scan")``, ``stage("thumbnails", 3, 12)``):
-        the UPLOAD's ``stage`` shows the last call. Never raises because of
-        the store. Raises ``TypeError`` for a name that is not a string, and
-        for ``done`` or ``total`` that is neither ``None`` nor an int
-        (anything ``operator.index`` accepts, a numpy integer say, is taken
-        as its int; a float, ``NaN`` or a ``Decimal`` is refused): nothing
-        JSON cannot carry ever reaches a store."""
-        if not isinstance(name, str):
-            raise TypeError(f"stage name must be a string, not {name!r}")
-        done, total = _count_or_none("done", done), _count_or_none("total", total)
-        self._upload.stage(name, done, total)
-
-
-def _count_or_none(what: str, value: Any) -> int | None:
-    """``value`` as an int (``operator.index``), or ``None``."""
-    if value is None:
-        return None
-    try:
-        return operator.index(value)
-    except TypeError:
-        raise TypeError(f"stage {what} must be an int or None, not {value!r} "
-                        f"({type(value).__name__})") from None
-
-
-class _UploadProgressAttribute:
-    """Makes ``request.upload_progress``: the request's :class:`UploadProgress`,
-    or ``None`` when it is not tracked.
-
-    Given to ``config.add_request_method`` as a request method: Pyramid binds
-    those with ``__get__(request, cls)`` when it makes a request, so here
-    that call answers the attribute's value, at the cost of one call per
-    request. A property (``add_request_method(property=True)``) would make
-    Pyramid build a class for every request: 18 µs measured, nearly twice a
-    hello-world request, for every request of the app.
-    """
-
-    def __get__(self, request: Any, cls: Any = None) -> UploadProgress | None:
-        upload = request.environ.get(ENVIRON_KEY)
-        return None if upload is None else UploadProgress(upload)
-
-
-upload_progress = _UploadProgressAttribute()

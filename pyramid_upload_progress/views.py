@@ -1,7 +1,6 @@
 """The JSON report view: per owner and per upload id; cancel by id."""
 from __future__ import annotations
 
-import json
 import logging
 import time
 from typing import Any
@@ -9,32 +8,15 @@ from typing import Any
 from pyramid.response import Response
 
 from . import ids
+from .health import StoreHealth
 from .interfaces import IUploadProgressStore
 from .record import render_starting, render_upload
+from .responses import cancelled_response, json_response
 from .settings import UploadProgressSettings
-from .tracking import StoreHealth
 
 log = logging.getLogger(__name__)
 
 ALLOW = "GET, HEAD, DELETE"
-
-
-def json_response(body: object, status: int = 200, **headers: str) -> Response:
-    """A JSON answer that no cache may keep: progress changes every moment."""
-    response = Response(
-        body=json.dumps(body, separators=(",", ":")).encode("utf-8"),
-        status=status,
-        content_type="application/json",
-        charset=None,
-        cache_control="no-store",
-    )
-    response.headers.update(headers)
-    return response
-
-
-def cancelled_response() -> Response:
-    """409: the answer to an upload that was cancelled while it arrived."""
-    return json_response({"error": "upload cancelled"}, 409)
 
 
 class UploadProgressView:

@@ -56,14 +56,15 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from typing import Any
 
 from pyramid.interfaces import IExecutionPolicy
 
 from . import ids
 from .policy import RunnerLink, UploadProgressPolicy, request_path
-from .tracking import BUFFERED_KEY, TrackedUpload
+from .environ import BUFFERED_KEY
+from .record import FileProgress
+from .tracking import TrackedUpload
 
 log = logging.getLogger(__name__)
 
@@ -101,14 +102,14 @@ class BufferedUpload:
         self.upload_id = upload_id
         self.path = path
         self.size = size
-        self.started = time.time()
+        self.started = link.clock.time()
         self.received = 0
         self.body_end: float | None = None
         self.cancelled = False
         self.outcome: tuple[int | None, bool] | None = None
         """``(status, cancelled)`` once waitress ended the request itself."""
-        self.next_write = 0.0
-        """When a throttled store is due the next progress write (monotonic)."""
+        self.throttle = link.throttle(link.clock)
+        """When the store is due the next progress write."""
         self.lock = threading.Lock()
         self.key: str | None = None
         self._ended_written = False
@@ -120,7 +121,7 @@ class BufferedUpload:
     # The progress an unthrottled store reads.
 
     @property
-    def files(self) -> list[dict[str, Any]] | None:
+    def files(self) -> list[FileProgress] | None:
         tracked = self._tracked
         return None if tracked is None else tracked.files
 
@@ -146,15 +147,14 @@ class BufferedUpload:
                     if self.key is None:
                         self._done = self._dropped = True
                         return
-                    if link.interval is not None:
-                        self.next_write = time.monotonic() + link.interval
+                    self.throttle.wrote()
                 if self.outcome is not None:
                     self._done = True
                     status, cancelled = self.outcome
                     link.store.finish(self.key, self.received, None, status,
                                       status is None or cancelled, cancelled)
-                elif link.interval is not None and not self._ended_written and (
-                        self.body_end is not None or time.monotonic() >= self.next_write):
+                elif self.throttle.progress and not self._ended_written and (
+                        self.body_end is not None or self.throttle.due()):
                     self._write_progress()
             except Exception:
                 self._done = self._dropped = True
@@ -168,7 +168,7 @@ class BufferedUpload:
         ended = self._ended_written = self.body_end is not None
         if link.store.update(self.key, self.received, None, ended):
             self.cancelled = True
-        self.next_write = time.monotonic() + link.interval  # type: ignore[operator]
+        self.throttle.wrote()
 
     # The app's side.
 
@@ -192,7 +192,7 @@ class BufferedUpload:
                 self.key = link.store.start(self.upload_id, self.path, self.size, self)
                 if self.key is None:
                     return None
-            if link.interval is not None and not self._ended_written:
+            if self.throttle.progress and not self._ended_written:
                 self._ended_written = True
                 if link.store.update(self.key, self.received, None, True):
                     self.cancelled = True
@@ -346,9 +346,9 @@ class Watcher:
             return len(data)
         elif parser.completed:
             parser.progress_upload = None
-            upload.body_end = time.time()
+            upload.body_end = self.link.clock.time()
             self.writer.submit(upload)
-        elif self.link.interval is not None and time.monotonic() >= upload.next_write:
+        elif upload.throttle.progress and upload.throttle.due():
             self.writer.submit(upload)
         return consumed
 

@@ -1,10 +1,11 @@
-"""The store backends the shared store contract suite runs against.
+"""The project's stores as backends of the store contract suite
+(:mod:`pyramid_upload_progress.testing`).
 
 Each backend makes a store with the suite's timeouts and says how to let
-time pass for it: the memory store takes a clock of the test's own; a store
-on another server's clock (Redis) sleeps. A backend module registers itself
-in :data:`BACKENDS`; ``tests/test_store_contract.py`` runs every test of the
-contract once per backend.
+time pass for it: the memory and SQLite stores take a clock of the test's
+own; a store on another server's clock (Redis) sleeps.
+``tests/test_store_contract.py`` runs the contract once per backend;
+``tests/test_store_equivalence.py`` drives them side by side.
 """
 from __future__ import annotations
 
@@ -13,50 +14,12 @@ import os
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
 
 from pyramid_upload_progress.stores.memory import MemoryUploadProgressStore
 from pyramid_upload_progress.stores.sqlite import SQLiteUploadProgressStore
+from pyramid_upload_progress.testing import Backend, FakeClock, Progress
 
-START = 1_700_000_000.0
-
-
-class FakeClock:
-    """Epoch seconds that move only when a test says so."""
-
-    def __init__(self, now: float = START) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-class Progress:
-    """What the add-on hands a store as an upload's live ``progress``."""
-
-    def __init__(self) -> None:
-        self.received = 0
-        self.files: list[dict[str, Any]] | None = None
-        self.receiving = True
-        self.body_end: float | None = None
-        self.cancelled = False
-
-    def cancel(self) -> None:
-        self.cancelled = True
-
-
-@dataclass
-class Backend:
-    """A store made for one test, and the test's handle on its time."""
-
-    store: Any
-    advance: Callable[[float], None]
-    now: Callable[[], float]
-
+__all__ = ["BACKENDS", "Backend", "FakeClock", "Progress"]
 
 BackendFactory = Callable[..., Backend]
 """``factory(timeout=, stall_timeout=, max_uploads=)`` -> a :class:`Backend`."""

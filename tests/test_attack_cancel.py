@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import random
 import threading
-import time
 
 import webtest
 from pyramid.response import Response
@@ -29,6 +28,7 @@ from tests.apps import (
     serve_upload,
     store_of,
 )
+from tests.app_clock import give_clock
 from tests.store_kinds import INTERVAL, each_store, store_settings
 from tests.e2e.client import ALICE
 
@@ -61,11 +61,11 @@ def make(kind="memory"):
     return app, webtest.TestApp(app)
 
 
-def within_update_interval(kind):
+def within_update_interval(clock):
     """Let the time pass in which a throttled store's cancel reaches the
-    upload: its next read after that raises."""
-    if kind != "memory":
-        time.sleep(2 * INTERVAL)
+    upload (at its next progress write): its next read after that raises.
+    The app's clock runs ahead; nothing waits."""
+    clock.advance(2 * INTERVAL)
 
 
 def upload_in_background(app, upload_id, gates, headers=ALICE):
@@ -80,10 +80,11 @@ def cancel(client, upload_id, headers=ALICE):
 @each_store()
 def test_a_delete_while_the_upload_reads_ends_it_with_409(kind):
     app, client = make(kind)
+    clock = give_clock(app)
     raw, thread = upload_in_background(app, "c1", gates=(5,))
     answer = cancel(client, "c1")
     assert answer.status_int == 200 and answer.json["cancelled"] is True
-    within_update_interval(kind)
+    within_update_interval(clock)
     raw.go.set()
     response = thread.result()
     assert response.status_int == 409
@@ -146,10 +147,11 @@ def test_a_delete_of_another_users_upload_is_404_and_leaves_it_alone(kind):
 @each_store()
 def test_a_double_delete_cancels_once(kind):
     app, client = make(kind)
+    clock = give_clock(app)
     raw, thread = upload_in_background(app, "c5", gates=(2,))
     assert cancel(client, "c5").status_int == 200
     assert cancel(client, "c5").status_int in (200, 404)
-    within_update_interval(kind)
+    within_update_interval(clock)
     raw.go.set()
     assert thread.result().status_int == 409
     assert cancel(client, "c5").status_int == 404

@@ -10,15 +10,14 @@ import threading
 
 import pytest
 from pyramid.path import DottedNameResolver
+from zope.interface import implementer
 
+from pyramid_upload_progress.interfaces import IUploadProgressStore
 from pyramid_upload_progress.record import UploadRecord
 from pyramid_upload_progress.settings import parse_settings
-from pyramid_upload_progress.stores.memory import (
-    MemoryUploadProgressStore,
-    memory_store_factory,
-)
-
-from .stores import FakeClock, Progress
+from pyramid_upload_progress.stores.memory import MemoryUploadProgressStore, memory_store_factory
+from tests.apps import basic_app, wsgi_call
+from tests.stores import FakeClock, Progress
 
 TIMEOUT = 300.0
 STALL_TIMEOUT = 3600.0
@@ -303,3 +302,44 @@ def test_listing_examines_only_the_owners_records(store, examined, others):
     examined.clear()
     assert len(store.list("alice")) == 3
     assert set(examined) == mine
+
+
+# -- per_process: the add-on's warnings, for any store that says it -----------
+
+@implementer(IUploadProgressStore)
+class PerProcessStore:
+    """A custom store that keeps records in its process, as the memory
+    store does (it wraps one), without being the memory store."""
+
+    per_process = True
+
+    def __init__(self) -> None:
+        self._store = MemoryUploadProgressStore()
+
+    def __getattr__(self, name: str):
+        return getattr(self._store, name)
+
+
+class SharedStore(PerProcessStore):
+    per_process = False
+
+
+def multiprocess_warnings(caplog, store) -> list[str]:
+    app = basic_app(store=store)
+    with caplog.at_level(logging.WARNING, logger="pyramid_upload_progress"):
+        for n in range(2):
+            wsgi_call(app, b"x" * 5000, query=f"X-Progress-ID=p{n}",
+                      **{"wsgi.multiprocess": True, "wsgi.multithread": True})[1].close()
+    return [r.getMessage() for r in caplog.records if "several processes" in r.getMessage()]
+
+
+def test_a_custom_per_process_store_is_warned_of_under_several_processes(caplog):
+    assert len(multiprocess_warnings(caplog, PerProcessStore())) == 1
+
+
+def test_a_store_that_says_it_is_shared_is_not_warned_of(caplog):
+    assert multiprocess_warnings(caplog, SharedStore()) == []
+
+
+def test_the_memory_store_is_warned_of_under_several_processes(caplog):
+    assert len(multiprocess_warnings(caplog, MemoryUploadProgressStore())) == 1

@@ -35,7 +35,9 @@ from webob.compat import parse_header
 
 from pyramid_upload_progress import IUploadProgressStore, MemoryUploadProgressStore, multipart
 from pyramid_upload_progress.owner import as_text, authenticated_userid
-from pyramid_upload_progress.tracking import StoreHealth, TrackedUpload
+from pyramid_upload_progress.health import StoreHealth
+from pyramid_upload_progress.timing import SYSTEM_CLOCK, Throttle
+from pyramid_upload_progress.tracking import TrackedUpload
 from tests.apps import basic_app, poll, wsgi_call
 from tests.e2e.client import ALICE, get_json
 from tests.e2e.servers import serve
@@ -148,7 +150,8 @@ def read_through_tracking(body: bytes, content_type: str, sizes: list[int]):
     store = MemoryUploadProgressStore()
     upload = TrackedUpload(store, StoreHealth(), ServerInput(body), None, "/upload",
                            len(body), multipart.boundary(content_type),
-                           as_text(authenticated_userid), None)
+                           as_text(authenticated_userid),
+                           Throttle(False, 0.0, SYSTEM_CLOCK.monotonic), SYSTEM_CLOCK)
     upload.key = store.start(None, "/upload", len(body), upload)
     got = []
     turn = 0

@@ -5,7 +5,15 @@ import json
 
 import pytest
 
-from pyramid_upload_progress.record import UploadRecord, render_starting, render_upload
+from pyramid_upload_progress.record import (
+    UploadRecord,
+    can_cancel,
+    poll_answer,
+    progressed,
+    render_starting,
+    render_upload,
+    replaces,
+)
 
 FIELDS = {"id", "state", "received", "size", "percent", "rate", "eta",
           "started", "finished", "path", "status", "cancelled", "files", "stage"}
@@ -236,3 +244,55 @@ def test_files_and_stage_are_rendered_as_recorded():
     stage = {"name": "scan", "done": 1, "total": 2}
     rendered = render_upload(record(files=files, stage=stage), STARTED + 1)
     assert (rendered["files"], rendered["stage"], rendered["cancelled"]) == (files, stage, False)
+
+
+# -- the store rules (each store keeps them: tests/test_store_contract.py) ----
+
+def owned(key: str, owner: str | None, **changes) -> UploadRecord:
+    return record(key=key, owner=owner, owner_known=True, **changes)
+
+
+def test_a_poll_answers_the_newest_of_the_pollers_own_records():
+    records = [owned("old", "alice"), record(key="pending"), owned("new", "alice"),
+               owned("bobs", "bob")]
+    assert poll_answer(records, "alice").key == "new"
+
+
+def test_without_an_own_record_a_poll_answers_the_newest_pending_or_ownerless():
+    records = [record(key="pending"), owned("nobodys", None), owned("bobs", "bob")]
+    assert poll_answer(records, "alice").key == "nobodys"
+    assert poll_answer(records, None).key == "nobodys"
+
+
+def test_a_poll_never_answers_another_owners_record():
+    assert poll_answer([owned("bobs", "bob")], "alice") is None
+    assert poll_answer([owned("bobs", "bob")], None) is None
+
+
+@pytest.mark.parametrize("changes, expected", [
+    ({}, True),
+    ({"finished": STARTED + 1}, False),
+    ({"body_end": STARTED + 1}, False),
+    ({"updated": STARTED - STALL_TIMEOUT}, False),
+], ids=["receiving", "finished", "read-whole", "stalled"])
+def test_only_an_upload_still_receiving_its_body_can_be_cancelled(changes, expected):
+    assert can_cancel(record(**changes), STARTED, STALL_TIMEOUT) is expected
+
+
+@pytest.mark.parametrize("old, expected", [
+    (owned("old", "alice", finished=STARTED), True),
+    (owned("old", "alice"), False),
+    (owned("old", "bob", finished=STARTED), False),
+    (owned("old", "alice", finished=STARTED, id="other"), False),
+    (owned("new", "alice", finished=STARTED), False),
+], ids=["finished", "in-progress", "other-owner", "other-id", "itself"])
+def test_a_reused_id_replaces_only_the_owners_finished_record(old, expected):
+    assert replaces(owned("new", "alice"), old) is expected
+
+
+def test_a_progress_write_sets_body_end_once_and_never_for_a_cancelled_upload():
+    first = progressed(record(), 10, None, STARTED + 1, ended=True)
+    again = progressed(first, 10, None, STARTED + 2, ended=True)
+    assert (first.body_end, again.body_end, again.updated) == (STARTED + 1,) * 2 + (STARTED + 2,)
+    cancelled = progressed(record(cancelled=True), 30, None, STARTED + 1, ended=True)
+    assert (cancelled.received, cancelled.body_end, cancelled.cancelled) == (30, None, True)

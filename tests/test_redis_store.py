@@ -70,6 +70,15 @@ def store_of(app):
     return app.registry.getUtility(IUploadProgressStore)
 
 
+def eventually(condition, within=5.0):
+    """Wait until ``condition()`` holds, polling, ``within`` seconds at the
+    most: Redis expires on its own clock, which a test cannot move."""
+    deadline = time.monotonic() + within
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {within} s"
+        time.sleep(0.01)
+
+
 def finished_upload(store, upload_id=None, owner="alice", size=100):
     key = store.start(upload_id, "/upload", size, Progress())
     store.set_owner(key, owner)
@@ -299,8 +308,7 @@ def test_nothing_is_left_of_finished_uploads_after_timeout(server):
     for n in range(5):
         finished_upload(store, f"id-{n}", owner=f"owner-{n % 2}")
     assert server.keys(prefix)
-    time.sleep(0.45)
-    assert server.keys(prefix) == []
+    eventually(lambda: server.keys(prefix) == [])
 
 
 def test_a_dead_workers_upload_turns_error_then_leaves_nothing(server):
@@ -310,12 +318,10 @@ def test_a_dead_workers_upload_turns_error_then_leaves_nothing(server):
     store.set_owner(key, "alice")
     store.update(key, 300, None)  # then the worker is killed: no finish
     assert store.get("abc", "alice").state == "uploading"
-    time.sleep(0.5)
-    record = store.get("abc", "alice")
-    assert (record.state, record.received) == ("error", 300)
-    time.sleep(0.4)
-    assert store.get("abc", "alice") is None
-    assert server.keys(prefix) == []
+    eventually(lambda: store.get("abc", "alice").state == "error")
+    assert store.get("abc", "alice").received == 300
+    eventually(lambda: store.get("abc", "alice") is None)
+    eventually(lambda: server.keys(prefix) == [])
 
 
 # -- failures -----------------------------------------------------------------
@@ -426,7 +432,7 @@ def test_polls_and_listings_never_write_even_over_expired_entries(server):
     for n in range(3):
         finished_upload(store, f"mine-{n}")
         finished_upload(store, "again")
-    time.sleep(0.3)  # expired, still in their hashes and alice's index
+    eventually(lambda: store.get("again", "alice") is None)  # expired, the last one too
 
     def reads():
         assert store.get("mine-1", "alice") is None
@@ -446,7 +452,7 @@ def test_writes_drop_expired_uploads_from_a_hash_and_an_index(server):
     longer = server.store(prefix=prefix, timeout=60, stall_timeout=5)
     key = longer.start("abc", "/upload", 100, Progress())  # keeps both keys alive
     longer.set_owner(key, "alice")
-    time.sleep(0.3)
+    eventually(lambda: store.get("def", "alice") is None)  # the short ones expired
     longer.start("abc", "/upload", 100, Progress())
     longer.set_owner(longer.start("def", "/upload", 100, Progress()), "alice")
     client = server.client()
@@ -462,19 +468,15 @@ def test_reads_can_be_answered_by_a_replica(server):
     replica = RedisServer(require_redis(), "--replicaof", HOST, str(server.port))
     try:
         replica.start()
-        deadline = time.monotonic() + 10
-        while replica.client().info("replication")["master_link_status"] != "up":
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        eventually(lambda: replica.client().info("replication")["master_link_status"] == "up",
+                   within=10)
         prefix = fresh_prefix()
         store = server.store(prefix=prefix)
         finished_upload(store, "abc")
         reader = RedisUploadProgressStore(server.store().client, prefix=prefix,
                                           read_client=redis_client(replica.url, 2.0),
                                           replica_reads=True)
-        while not reader.list("alice"):  # the replica catches up
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        eventually(lambda: reader.list("alice"), within=10)  # the replica catches up
         assert reader.get("abc", "alice").state == "done"
         assert [record.id for record in reader.list("alice")] == ["abc"]
         calls = replica.client().info("commandstats")

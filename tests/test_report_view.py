@@ -23,6 +23,7 @@ from pyramid.response import Response
 from zope.interface import implementer
 
 from pyramid_upload_progress import IUploadProgressStore, UploadRecord, render_upload
+from tests.app_clock import give_clock
 from tests.apps import (
     WAIT,
     Background,
@@ -330,6 +331,7 @@ def test_a_redis_urls_password_never_shows(running):
 @each_store()
 def test_a_cancel_and_the_cancelled_uploads_409_show_no_secret(kind):
     app = make_app({"read": read_all}, store_settings(kind))
+    clock = give_clock(app)
     raw = GatedInput(b"u" * 100_000, gates=(2,))
     thread = Background(lambda: serve_upload(app, None, "/read", raw=raw,
                                              headers=UPLOAD_HEADERS, query=UPLOAD_QUERY))
@@ -338,7 +340,7 @@ def test_a_cancel_and_the_cancelled_uploads_409_show_no_secret(kind):
     try:
         cancelled = webtest.TestApp(app).delete(
             f"/upload-progress?X-Progress-ID=sec1&{POLL_SECRET}", headers=POLL_HEADERS)
-        within_update_interval(kind)
+        within_update_interval(clock)
     finally:
         raw.go.set()
     assert cancelled.json["cancelled"] is True

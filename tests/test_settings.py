@@ -268,8 +268,47 @@ def test_empty_redis_prefix_is_refused():
 
 
 def test_the_sqlite_store_requires_its_path():
-    with pytest.raises(ConfigurationError, match="upload_progress.sqlite.path"):
-        parsed(store="sqlite")
+    config = Configurator(settings={"upload_progress.store": "sqlite"})
+    config.include("pyramid_upload_progress")
+    with pytest.raises(ConfigurationError, match="upload_progress.sqlite.path is required"):
+        config.make_wsgi_app()
+
+
+def store_factory_with_keys(settings):
+    raise AssertionError("parse_settings must not call the store factory")
+
+
+store_factory_with_keys.settings_keys = ("mystore.url", "mystore.pool")
+
+
+def test_a_store_factorys_own_keys_are_not_warned_of(caplog):
+    with caplog.at_level("WARNING", logger="pyramid_upload_progress"):
+        parsed(store=f"{HERE}.store_factory_with_keys", **{"mystore.url": "x",
+                                                            "mystore.pool": "3"})
+    assert caplog.records == []
+
+
+def test_a_misspelt_key_of_a_store_factory_is_warned_of_with_its_closest_key(caplog):
+    with caplog.at_level("WARNING", logger="pyramid_upload_progress"):
+        parsed(store=f"{HERE}.store_factory_with_keys", **{"mystore.ulr": "x"})
+    [warning] = caplog.records
+    assert "upload_progress.mystore.ulr (did you mean upload_progress.mystore.url?)" \
+        in warning.getMessage()
+
+
+def test_another_stores_keys_are_warned_of(caplog):
+    with caplog.at_level("WARNING", logger="pyramid_upload_progress"):
+        parsed(**{"mystore.url": "x"})
+    [warning] = caplog.records
+    assert "unknown setting upload_progress.mystore.url" in warning.getMessage()
+
+
+def test_unknown_keys_are_warned_of_before_a_bad_store_stops_the_app(caplog):
+    with caplog.at_level("WARNING", logger="pyramid_upload_progress"):
+        with pytest.raises(ConfigurationError, match="upload_progress.store"):
+            parsed(store="no_such_package_for_upload_progress.factory", thresold="1")
+    [warning] = caplog.records
+    assert "upload_progress.thresold" in warning.getMessage()
 
 
 def test_an_unknown_setting_is_warned_of_with_the_closest_known_one(caplog):

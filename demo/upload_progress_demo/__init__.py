@@ -3,7 +3,8 @@
 ``main`` is the PasteDeploy app factory (``use = egg:upload_progress_demo``).
 Settings of its own, besides ``upload_progress.*``:
 
-- ``demo.users``: ``name:password`` pairs, space-separated;
+- ``demo.users``: ``name:password`` pairs, space-separated (read into a
+  dict, name: password);
 - ``demo.secret``: signs the session cookie (required);
 - ``demo.max_upload_size``: bytes; a larger upload is refused with 413;
 - ``demo.upload_dir``: where each uploaded file is "stored" once the form
@@ -36,8 +37,7 @@ def main(global_config, **settings):
     number("demo.processing_delay", float, 0.0, settings, "seconds")
     number("demo.read_rate", parse_rate, "0", settings, "bytes a second, such as 2MiB, or off")
     settings["demo.upload_dir"] = settings.get("demo.upload_dir") or tempfile.gettempdir()
-    settings.setdefault("demo.users", "alice:alice bob:bob")
-    users = parse_users(settings["demo.users"])
+    users = settings["demo.users"] = parse_users(settings.get("demo.users", "alice:alice bob:bob"))
     with Configurator(settings=settings) as config:
         config.set_session_factory(
             SignedCookieSessionFactory(secret, httponly=True, samesite="Lax"))

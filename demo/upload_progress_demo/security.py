@@ -3,6 +3,7 @@ policy, so that the add-on's per-user listing is real."""
 from __future__ import annotations
 
 import hmac
+from collections.abc import Mapping
 
 from pyramid.authentication import SessionAuthenticationHelper
 from pyramid.security import Allowed, Denied
@@ -14,6 +15,14 @@ def parse_users(value: str) -> dict[str, str]:
     return {name: password for name, _, password in pairs if name and password}
 
 
+def check_credentials(users: Mapping[str, str], login: str, password: str) -> bool:
+    """Whether ``password`` is ``login``'s among ``users`` (name: password),
+    compared in constant time. A real app looks the user up in its database
+    and compares password hashes (say with ``hashlib.scrypt``)."""
+    expected = users.get(login)
+    return expected is not None and hmac.compare_digest(expected.encode(), password.encode())
+
+
 class DemoSecurityPolicy:
     """The principal is the user name the session remembers. Signed-in users
     may upload; nobody else may."""
@@ -21,11 +30,6 @@ class DemoSecurityPolicy:
     def __init__(self, users: dict[str, str]) -> None:
         self.users = users
         self.helper = SessionAuthenticationHelper()
-
-    def check_password(self, name: str, password: str) -> bool:
-        expected = self.users.get(name)
-        return expected is not None and hmac.compare_digest(
-            expected.encode(), password.encode())
 
     def identity(self, request):
         name = self.helper.authenticated_userid(request)

@@ -18,10 +18,13 @@ from pyramid.httpexceptions import (
     HTTPSeeOther,
     HTTPUnsupportedMediaType,
 )
-from pyramid.interfaces import ISecurityPolicy
 from pyramid.response import Response
 from pyramid.security import forget, remember
 from pyramid.view import exception_view_config, view_config
+
+from pyramid_upload_progress import stage
+
+from .security import check_credentials
 
 READ_SIZE = 64 * 1024
 CLIENT = "pyramid_upload_progress:static/upload-progress.js"
@@ -47,10 +50,10 @@ def render_page(request, main: str, **values: str) -> Response:
 
 
 def signin_page(request, message: str = "") -> Response:
-    users = request.registry.settings["demo.users"].split()
+    users = request.registry.settings["demo.users"]
     return render_page(request, "signin.html", message=message,
                        login_url=request.route_url("login"),
-                       users=", ".join(u.replace(":", " / ") for u in users))
+                       users=", ".join(f"{name} / {password}" for name, password in users.items()))
 
 
 @view_config(route_name="home", request_method="GET")
@@ -70,7 +73,8 @@ def home(request):
 def login(request):
     """Check a demo user's password; remember them in the session."""
     name = request.POST.get("name", "")
-    if not request.registry.getUtility(ISecurityPolicy).check_password(name, request.POST.get("password", "")):
+    if not check_credentials(request.registry.settings["demo.users"], name,
+                             request.POST.get("password", "")):
         return signin_page(request, "Unknown user or wrong password.")
     request.session.invalidate()
     return HTTPSeeOther(request.route_url("home"), headers=remember(request, name))
@@ -112,17 +116,16 @@ def upload(request):
         raise HTTPRequestEntityTooLarge(f"the upload is larger than this demo's limit of {limit} bytes")
     files = [field for field in request.POST.getall("files") if getattr(field, "filename", None)]
     try:
-        return process(files, request.upload_progress, settings)
+        return process(request, files, settings)
     finally:
         for field in files:
             field.file.close()
 
 
-def process(files, progress, settings) -> dict:
+def process(request, files, settings) -> dict:
     """What the demo does with the files once the body is in, stage by stage."""
-    stage = progress.stage if progress is not None else lambda *args: None
     delay = settings["demo.processing_delay"]
-    stage("checksum")
+    stage(request, "checksum")
     digests = []
     for field in files:
         time.sleep(delay)
@@ -132,7 +135,7 @@ def process(files, progress, settings) -> dict:
         digests.append(digest.hexdigest())
     stored = []
     for n, field in enumerate(files, 1):
-        stage("storing", n - 1, len(files))
+        stage(request, "storing", n - 1, len(files))
         time.sleep(delay)
         field.file.seek(0)
         with tempfile.NamedTemporaryFile(dir=settings["demo.upload_dir"],
@@ -140,7 +143,7 @@ def process(files, progress, settings) -> dict:
             shutil.copyfileobj(field.file, out, READ_SIZE)
             stored.append({"name": field.filename, "received": out.tell(),
                            "sha256": digests[n - 1], "stored_as": out.name})
-    stage("storing", len(files), len(files))
+    stage(request, "storing", len(files), len(files))
     return {"files": stored, "received": sum(f["received"] for f in stored), "kept": False}
 
 

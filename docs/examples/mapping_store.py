@@ -24,8 +24,18 @@ from typing import Any
 from zope.interface import implementer
 
 from pyramid_upload_progress import IUploadProgressStore, UploadRecord
+from pyramid_upload_progress.interfaces import LiveProgress
+from pyramid_upload_progress.record import (
+    FileProgress,
+    can_cancel,
+    poll_answer,
+    progressed,
+    replaces,
+)
 
-Files = list[dict[str, Any]] | None
+Files = list[FileProgress] | None
+Keys = list[str]
+"""An index: the keys of the uploads with one id, or of one owner."""
 
 
 @implementer(IUploadProgressStore)
@@ -49,7 +59,7 @@ class MappingUploadProgressStore:
     # The interface: each method takes the lock once.
 
     def start(self, upload_id: str | None, path: str, size: int | None,
-              progress: Any) -> str:
+              progress: LiveProgress) -> str:
         now = self._clock()
         record = UploadRecord(key=os.urandom(9).hex(), id=upload_id, path=path,
                               size=size, started=now, updated=now)
@@ -66,10 +76,7 @@ class MappingUploadProgressStore:
             record = self._load(key)
             if record is None:
                 return False
-            record.received, record.files, record.updated = received, files, now
-            if ended and record.body_end is None and not record.cancelled:
-                record.body_end = now  # read whole: a cancel now answers 404
-            self._save(record)
+            self._save(progressed(record, received, files, now, ended))
             return record.cancelled
 
     def set_owner(self, key: str, owner: str | None) -> None:
@@ -82,10 +89,9 @@ class MappingUploadProgressStore:
             if owner is None:
                 return
             self._index_add("owner:" + owner, key)
-            if record.id is not None:  # a reused id replaces the owner's finished record
+            if record.id is not None:
                 for other in map(self._load, self._index("id:" + record.id)):
-                    if other is not None and other.key != key and other.owner_known \
-                            and other.owner == owner and other.finished is not None:
+                    if other is not None and replaces(record, other):
                         self._forget(other)
 
     def stage(self, key: str, name: str, done: int | None, total: int | None) -> None:
@@ -131,9 +137,8 @@ class MappingUploadProgressStore:
         now = self._clock()
         with self._lock:
             record = self._find(upload_id, owner, now)
-            if (record is None or record.body_end is not None
-                    or record.as_of(now, self.stall_timeout).finished is not None):
-                return None  # nothing to cancel: unknown, read whole, ended or stalled
+            if record is None or not can_cancel(record, now, self.stall_timeout):
+                return None
             record.cancelled = True  # the next update() answers True
             self._save(record)
         return record.as_of(now, self.stall_timeout)
@@ -147,7 +152,7 @@ class MappingUploadProgressStore:
     def _save(self, record: UploadRecord) -> None:
         self.mapping["upload:" + record.key] = json.dumps(dataclasses.asdict(record))
 
-    def _index(self, name: str) -> list[str]:
+    def _index(self, name: str) -> Keys:
         return json.loads(self.mapping.get(name, "[]"))
 
     def _index_add(self, name: str, key: str) -> None:
@@ -161,18 +166,9 @@ class MappingUploadProgressStore:
             self.mapping.pop(name, None)
 
     def _find(self, upload_id: str, owner: str | None, now: float) -> UploadRecord | None:
-        """The newest of ``owner``'s uploads with that id, else the newest
-        pending or ownerless one; never someone else's."""
-        fallback = None
-        for record in map(self._load, reversed(self._index("id:" + upload_id))):
-            if record is None or not self._alive(record, now):
-                continue
-            if record.owner_known and record.owner is not None:
-                if record.owner == owner:
-                    return record
-            elif fallback is None:
-                fallback = record
-        return fallback
+        records = map(self._load, self._index("id:" + upload_id))
+        return poll_answer((record for record in records
+                            if record is not None and self._alive(record, now)), owner)
 
     def _alive(self, record: UploadRecord, now: float) -> bool:
         return now < record.expires(self.timeout, self.stall_timeout)

@@ -11,8 +11,15 @@ from typing import Any
 
 from zope.interface import implementer
 
-from ..interfaces import IUploadProgressStore
-from ..record import UploadRecord
+from ..interfaces import IUploadProgressStore, LiveProgress
+from ..record import (
+    FileProgress,
+    UploadRecord,
+    can_cancel,
+    poll_answer,
+    progressed,
+    replaces,
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +48,9 @@ class MemoryUploadProgressStore:
     """
 
     throttled = False
+    per_process = True
+    """Each process has its own: the add-on warns under a server that runs
+    several processes, or serves one request at a time."""
 
     def __init__(
         self,
@@ -56,7 +66,7 @@ class MemoryUploadProgressStore:
         self._clock = clock
         self._lock = threading.Lock()
         self._records: dict[str, UploadRecord] = {}
-        self._live: dict[str, Any] = {}
+        self._live: dict[str, LiveProgress] = {}
         self._by_id: dict[str, list[str]] = {}
         self._by_owner: dict[str, dict[str, None]] = {}
         self._finished: OrderedDict[str, None] = OrderedDict()
@@ -67,7 +77,7 @@ class MemoryUploadProgressStore:
         return len(self._records)
 
     def start(self, upload_id: str | None, path: str, size: int | None,
-              progress: Any) -> str | None:
+              progress: LiveProgress) -> str | None:
         now = self._clock()
         key = os.urandom(9).hex()
         record = UploadRecord(key=key, id=upload_id, path=path, size=size,
@@ -94,18 +104,14 @@ class MemoryUploadProgressStore:
                 self._by_id.setdefault(upload_id, []).append(key)
         return key
 
-    def update(self, key: str, received: int, files: list[dict[str, Any]] | None,
+    def update(self, key: str, received: int, files: list[FileProgress] | None,
                ended: bool = False) -> bool:
         now = self._clock()
         with self._lock:
             record = self._records.get(key)
             if record is None:
                 return False
-            record.received = received
-            record.files = files
-            record.updated = now
-            if ended and record.body_end is None and not record.cancelled:
-                record.body_end = now
+            self._records[key] = progressed(record, received, files, now, ended)
             return record.cancelled
 
     def set_owner(self, key: str, owner: str | None) -> None:
@@ -120,9 +126,7 @@ class MemoryUploadProgressStore:
             self._by_owner.setdefault(owner, {})[key] = None
             if record.id is not None:
                 for other in list(self._by_id[record.id]):
-                    old = self._records[other]
-                    if other != key and old.owner_known and old.owner == owner \
-                            and old.finished is not None:
+                    if replaces(record, self._records[other]):
                         self._forget(other)
 
     def stage(self, key: str, name: str, done: int | None, total: int | None) -> None:
@@ -131,7 +135,7 @@ class MemoryUploadProgressStore:
             if record is not None:
                 record.stage = {"name": name, "done": done, "total": total}
 
-    def finish(self, key: str, received: int, files: list[dict[str, Any]] | None,
+    def finish(self, key: str, received: int, files: list[FileProgress] | None,
                status: int | None, failed: bool, cancelled: bool) -> None:
         now = self._clock()
         with self._lock:
@@ -165,12 +169,12 @@ class MemoryUploadProgressStore:
         now = self._clock()
         with self._lock:
             record = self._find(upload_id, owner, now)
-            if record is None or record.as_of(now, self.stall_timeout).finished is not None:
-                return None  # unknown, someone else's, finished or stalled
-            progress = self._live[record.key]
-            if progress.body_end is not None:
-                return None  # read whole
-            progress.cancel()
+            if record is None:
+                return None
+            self._as_of(record, now)  # brings body_end up to date
+            if not can_cancel(record, now, self.stall_timeout):
+                return None
+            self._live[record.key].cancel()
             record.cancelled = True
             return self._as_of(record, now)
 
@@ -183,19 +187,9 @@ class MemoryUploadProgressStore:
                           key=lambda record: record.started, reverse=True)
 
     def _find(self, upload_id: str, owner: str | None, now: float) -> UploadRecord | None:
-        """The record a poll for ``upload_id`` by ``owner`` answers: the
-        newest of the owner's own, else the newest pending or ownerless."""
-        fallback = None
-        for key in reversed(self._by_id.get(upload_id, ())):
-            record = self._records[key]
-            if not self._alive(record, now):
-                continue
-            if record.owner_known and record.owner is not None:
-                if record.owner == owner:
-                    return record
-            elif fallback is None:
-                fallback = record
-        return fallback
+        records = (self._records[key] for key in self._by_id.get(upload_id, ()))
+        return poll_answer((record for record in records if self._alive(record, now)),
+                           owner)
 
     def _alive(self, record: UploadRecord, now: float) -> bool:
         """Whether ``record`` is still kept; brings its progress up to date."""

@@ -88,9 +88,8 @@ local function set_progress(hash, r, received, files)
   else set(hash, r, 'files', files) end
 end
 
--- The upload a poll for ``id`` by ``owner`` (false: none) answers, from
--- ``hash``: the newest of the owner's own, else the newest pending or
--- ownerless one. Returns R and its fields, or nil.
+-- record.poll_answer: the upload a poll for ``id`` by ``owner`` (false:
+-- none) answers, from ``hash``. Returns R and its fields, or nil.
 local function find(hash, id, owner)
   local own, own_started, other, other_started = nil, -1, nil, -1
   local all = uploads(hash)
@@ -122,8 +121,8 @@ local function answer(r, upload)
 end
 
 -- Name upload ``r`` of ``hash`` to ``owner`` (nil: nobody); forget the
--- owner's finished uploads of the same id. 1 when named, 0 when it is
--- gone or was named before.
+-- uploads it replaces (record.replaces). 1 when named, 0 when it is gone
+-- or was named before.
 local function own(hash, r, owner, lifetime_ms)
   local values = redis.call('HMGET', hash, r .. ':owner_known', r .. ':expires')
   if values[1] ~= '0' or tonumber(values[2]) <= now_ms then return 0 end
@@ -184,7 +183,7 @@ elseif op == 'update' then
   local fields = {'received', ARGV[3], 'updated', now, 'expires', ms(expires)}
   -- files only grow (a body that is not multipart has none, ever)
   if ARGV[4] ~= '' then table.insert(fields, 'files'); table.insert(fields, ARGV[4]) end
-  -- a cancelled upload is never read whole (the memory store's rule)
+  -- record.progressed: body_end once, never for a cancelled upload
   if ARGV[5] == '1' and not values[5] and values[3] ~= '1' then
     table.insert(fields, 'body_end'); table.insert(fields, now)
   end
@@ -245,7 +244,7 @@ elseif op == 'get' then
 
 elseif op == 'cancel' then
   -- ARGV: -, id, stall_timeout[, owner] (no owner argument: None)
-  --   -> {now[, R, fields]} of the cancelled upload
+  --   -> {now[, R, fields]} of the cancelled upload (record.can_cancel)
   local found, upload = find(hash, ARGV[3], ARGV[5] or false)
   if not found or upload.finished or upload.body_end
       or tonumber(upload.updated) + tonumber(ARGV[4]) <= tonumber(now) then

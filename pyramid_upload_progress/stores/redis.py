@@ -20,8 +20,8 @@ from redis.exceptions import NoScriptError
 from redis.retry import Retry
 from zope.interface import implementer
 
-from ..interfaces import IUploadProgressStore
-from ..record import UploadRecord
+from ..interfaces import IUploadProgressStore, LiveProgress
+from ..record import FileProgress, UploadRecord
 
 SCRIPT = _package_files(__package__).joinpath("redis.lua").read_text(encoding="utf-8")
 """The Lua script every store call runs (``EVALSHA``, one per slot touched)."""
@@ -38,45 +38,12 @@ class RedisUploadProgressStore:
     """Upload records in Redis, through a redis-py ``client``: one Redis, a
     primary found through Sentinel, or a Redis Cluster (``RedisCluster``).
 
-    Every call runs a Lua script (``SCRIPT``) that reads and writes
-    atomically on the server, so threads, processes and hosts never race,
-    and that declares every key it touches. Times come from the Redis
-    server's clock (``TIME`` inside the script). The add-on throttles
-    progress writes (``throttled``).
-
-    Keys, under ``prefix``: ``u:{<tag>}`` a hash per upload id (the tag; an
-    upload without one has its own), holding the fields of its uploads;
-    ``o:<owner>`` a sorted set of the owner's uploads, each scored by when
-    it expires. The braces are a hash tag: a poll, and every write of an
-    upload, touch one key in one slot; naming the owner, the end and a
-    discard also touch the owner's index, maybe in another slot. On one
-    Redis each is one script, one round-trip; on a cluster two scripts
-    sent at once (one round, two nodes at most). A listing is two rounds
-    everywhere: the owner's index, then the uploads it names, one pipeline
-    per node, all sent before any answer is read. A poll costs O(the
-    uploads with that id), a listing O(the owner's live uploads), whatever
-    else Redis holds. Every key expires by itself on the server: an upload
-    ``stall_timeout + timeout`` after its last progress and ``timeout``
-    after its end, a hash with the last of its uploads, an index with its
-    last entry (an unfinished upload's entry a tenth later: it is renewed
-    once per tenth of its lifetime, not at every write). Writes drop what has expired;
-    reads never write, so with ``replica_reads`` they run as
-    ``EVALSHA_RO`` (Redis 7 or Valkey) and may be answered by replicas: by
-    ``read_client`` when given (a Sentinel replica client), else as the
-    cluster client routes them. There is no cap on the number of records
-    (``max_uploads`` is the memory store's): Redis's own memory limit is
-    the cap.
-
-    A call waits for Redis at most as long as ``client`` lets it: the
-    clients :func:`redis_store_factory` makes have
-    ``upload_progress.redis.socket_timeout`` as their connect, read and
-    write timeout and no retries. A client of your own (say one whose
-    connection pool the rest of the app shares) should have a short
-    ``socket_timeout`` and ``socket_connect_timeout`` too, and
-    ``retry=Retry(NoBackoff(), 0)``: redis-py's default retries multiply
-    the wait of an upload when Redis hangs. Either ``decode_responses``
-    will do. A failing call raises redis-py's exception; the add-on then
-    serves the upload untracked.
+    Every call runs the Lua script ``SCRIPT``, atomically on the server and
+    on its clock, declaring every key it touches; keys expire by themselves.
+    ``client`` bounds how long a call may wait: give one of your own a short
+    ``socket_timeout`` and ``socket_connect_timeout`` and
+    ``retry=Retry(NoBackoff(), 0)``. Keys, costs, replicas and timeouts:
+    the documentation's :ref:`redis-store`.
     """
 
     throttled = True
@@ -161,13 +128,13 @@ class RedisUploadProgressStore:
     # The interface.
 
     def start(self, upload_id: str | None, path: str, size: int | None,
-              progress: Any) -> str:
+              progress: LiveProgress) -> str:
         key = _Key(f"{upload_id or ''}:{os.urandom(9).hex()}")
         self._run((self._hash(key),), "start", key, upload_id or "", path,
                   _optional(size), self._live_ms)
         return key
 
-    def update(self, key: str, received: int, files: list[dict[str, Any]] | None,
+    def update(self, key: str, received: int, files: list[FileProgress] | None,
                ended: bool = False) -> bool:
         cancelled, *owner = self._run((self._hash(key),), "update", key, str(received),
                                       _json(files), _flag(ended), self._live_ms)
@@ -189,7 +156,7 @@ class RedisUploadProgressStore:
         self._run((self._hash(key),), "stage", key,
                   json.dumps({"name": name, "done": done, "total": total}))
 
-    def finish(self, key: str, received: int, files: list[dict[str, Any]] | None,
+    def finish(self, key: str, received: int, files: list[FileProgress] | None,
                status: int | None, failed: bool, cancelled: bool) -> None:
         self._with_owner(key, getattr(key, "owner_index", None), self._timeout_ms,
                          "finish", key, str(received), _json(files), _optional(status),
@@ -278,7 +245,7 @@ def _flag(value: bool) -> str:
     return "1" if value else "0"
 
 
-def _json(files: list[dict[str, Any]] | None) -> str:
+def _json(files: list[FileProgress] | None) -> str:
     return "" if files is None else json.dumps(files)
 
 

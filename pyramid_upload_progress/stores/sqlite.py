@@ -10,76 +10,32 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from importlib.resources import files as _package_files
 from typing import Any
 from urllib.parse import quote
 
 from pyramid.exceptions import ConfigurationError
 from zope.interface import implementer
 
-from ..interfaces import IUploadProgressStore
-from ..record import UploadRecord
+from ..interfaces import IUploadProgressStore, LiveProgress
+from ..record import FileProgress, UploadRecord
 
 log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT = 0.1
-"""Seconds a statement may wait for another's write lock before it fails
-(and its upload goes on untracked)."""
-
+"""Seconds a statement may wait for another's write lock before it fails."""
 START_UP_TIMEOUT = 10.0
-"""Seconds :func:`sqlite_store_factory` may wait for the file: worker
-processes starting at once make it one after the other."""
-
+"""Seconds :func:`sqlite_store_factory` may wait for worker processes
+starting at once to make the file one after the other."""
 PURGE_BATCH = 8
-"""Expired records forgotten per new upload at the most: expiry costs every
-upload a bounded amount, never a sweep."""
+"""Expired records forgotten per new upload at the most: never a sweep."""
 
 _PURGE = ("DELETE FROM uploads WHERE rowid IN (SELECT rowid FROM uploads "
-          f"WHERE expires <= {{now}} ORDER BY expires LIMIT {PURGE_BATCH})")
+          f"WHERE expires <= ? ORDER BY expires LIMIT {PURGE_BATCH})")
 
-SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS uploads (
-    key TEXT NOT NULL UNIQUE,
-    id TEXT,
-    path TEXT NOT NULL,
-    size INTEGER,
-    started REAL NOT NULL,
-    updated REAL NOT NULL,
-    received INTEGER NOT NULL DEFAULT 0,
-    finished REAL,
-    status INTEGER,
-    failed INTEGER NOT NULL DEFAULT 0,
-    owner TEXT,
-    owner_known INTEGER NOT NULL DEFAULT 0,
-    cancelled INTEGER NOT NULL DEFAULT 0,
-    files TEXT,
-    stage TEXT,
-    expires REAL NOT NULL,
-    body_end REAL
-);
-CREATE INDEX IF NOT EXISTS uploads_by_id ON uploads (id) WHERE id IS NOT NULL;
-CREATE INDEX IF NOT EXISTS uploads_by_owner ON uploads (owner, started)
-    WHERE owner IS NOT NULL;
-CREATE INDEX IF NOT EXISTS uploads_by_expiry ON uploads (expires);
-CREATE INDEX IF NOT EXISTS uploads_by_end ON uploads (finished)
-    WHERE finished IS NOT NULL;
-CREATE TRIGGER IF NOT EXISTS purge_expired AFTER INSERT ON uploads BEGIN
-    {_PURGE.format(now="NEW.started")};
-END;
-CREATE TRIGGER IF NOT EXISTS reused_id AFTER UPDATE OF owner_known ON uploads
-WHEN NEW.owner_known AND NOT OLD.owner_known
-    AND NEW.owner IS NOT NULL AND NEW.id IS NOT NULL BEGIN
-    DELETE FROM uploads WHERE id = NEW.id AND owner = NEW.owner
-        AND finished IS NOT NULL AND rowid != NEW.rowid;
-END;
-"""
-"""One row per upload. ``expires`` is when the row may be forgotten (see
-``UploadRecord.expires``); ``owner`` is NULL while the upload is pending
-and for an upload owned by nobody (``owner_known`` tells them apart);
-``files`` and ``stage`` are JSON text; ``body_end`` is NULL until the body
-has been read whole. The rowid orders uploads that
-started at the same instant. The triggers keep each write one statement:
-a new upload purges expired records; an owner made known forgets that
-owner's finished record with the same id (a reused id)."""
+SCHEMA = _package_files(__package__).joinpath("sqlite.sql").read_text(
+    encoding="utf-8").replace("{purge_batch}", str(PURGE_BATCH))
+"""The schema (``sqlite.sql``): tables, indexes and the triggers."""
 
 _COLUMNS = ("key, id, path, size, started, updated, received, finished, status, "
             "failed, owner, owner_known, cancelled, files, stage, body_end")
@@ -88,31 +44,24 @@ _NEWEST_FIRST = "ORDER BY started DESC, rowid DESC"
 _FIND = ("SELECT {columns} FROM uploads WHERE id = ? AND expires > ? "
          "AND (owner = ? OR owner IS NULL) "
          "ORDER BY owner IS NULL, started DESC, rowid DESC LIMIT 1")
-"""The upload a poll for an id by an owner answers: the newest of the
-owner's own, else the newest pending or ownerless (both have a NULL owner;
-``owner = NULL`` is never true)."""
+"""``record.poll_answer``: pending and ownerless records both have a NULL
+owner (``owner = NULL`` is never true)."""
 _INSERT = ("INSERT INTO uploads (key, id, path, size, started, updated, expires) "
            "SELECT ?, ?, ?, ?, ?, ?, ? WHERE (SELECT count(*) FROM uploads) < ?")
 _EVICT = ("DELETE FROM uploads WHERE rowid = (SELECT rowid FROM uploads "
           "WHERE finished IS NOT NULL ORDER BY finished LIMIT 1)")
 
 _INHERITED: list[sqlite3.Connection] = []
-"""Connections opened by another process, before a fork: kept referenced,
-so that they are never closed here. SQLite forbids even closing a
-connection inherited across a fork: its clean-up could delete what the
-parent still uses."""
+"""Connections inherited across a fork, kept so that they are never closed:
+SQLite forbids it (its clean-up could delete what the parent still uses)."""
 
 
 class _Connection(sqlite3.Connection):
     """A connection whose statements that find the database locked are
-    tried again every millisecond, for ``BUSY_TIMEOUT`` in all.
-
-    SQLite's own busy handler sleeps ever longer between tries (1, 2, 5 ...
-    25 ms: 9 tries in 0.1 s), so under a burst of writes a waiter misses
-    the moments the lock is free: 200 uploads starting at once in 4
-    processes on 2 cores left a few untracked (measured). A statement that
-    fails on the lock has done nothing, so trying it again is safe.
-    """
+    tried again every millisecond, for ``lock_timeout`` in all (a statement
+    that failed on the lock did nothing). SQLite's own busy handler sleeps
+    ever longer (9 tries in 0.1 s): 200 uploads starting at once in 4
+    processes on 2 cores left a few untracked (measured)."""
 
     lock_timeout = BUSY_TIMEOUT
 
@@ -155,71 +104,22 @@ class _ThreadConnection:
 class SQLiteUploadProgressStore:
     """Upload records in one SQLite file, shared by the processes of a host.
 
-    Python's own ``sqlite3``; nothing to install or run. The file is in WAL
-    mode, so a poll (a read) never waits for a write nor a write for a poll;
-    writes are serialised by SQLite's lock, and one that cannot take it
-    within ``BUSY_TIMEOUT`` (0.1 s) raises: the add-on then serves that
-    upload untracked rather than hold it up. ``synchronous = OFF``: progress
-    is ephemeral, a record lost to a power cut costs nothing.
+    Python's own ``sqlite3``: nothing to install or run. WAL mode, one
+    connection per thread of each process (never one inherited across a
+    fork), every write one statement; the file is made by
+    :func:`sqlite_store_factory` and made anew if it is deleted. Why, and
+    what each failure does: the documentation's :ref:`sqlite-store`.
 
-    Every write is one SQL statement, hence its own transaction (the rules
-    that span rows are triggers of the schema): the write lock is taken and
-    released inside one call into SQLite, which runs without the GIL. A
-    transaction of several statements would hold the lock between them,
-    while its thread waits its turn for the GIL behind the process's other
-    threads: under a burst of uploads on 2 cores that made other processes'
-    writes time out (measured). A ``cancel`` is that one write and a
-    read of the result; an ``update`` that finds its upload cancelled or
-    gone writes the progress of a cancelled one (never its ``body_end``)
-    in a second, which tells the two apart; a new upload in a full store
-    tries again once after making room.
-
-    Connections: one per thread of each process, opened lazily by the
-    thread's first call (``threading.local``), closed when the thread ends.
-    Threads sharing one would have to queue for it behind a lock of ours
-    (a transaction belongs to a connection), where the busy timeout does
-    not bound the wait; one per thread needs no lock of ours at all. A
-    connection is never used by a process other than the one that opened it:
-    after a fork (gunicorn's ``preload_app`` forks once the app is made) the
-    child opens its own, and never closes one it inherited.
-
-    The file is made, with its schema, by :func:`sqlite_store_factory` when
-    the app starts; a thread's connection never creates it (``mode=rw``).
-    Before each call the store checks that the path still names the file its
-    connection has open: if the file was deleted, one process makes it anew
-    (under a lock on its directory, removing the old ``-wal`` and ``-shm``
-    files, which would otherwise be read as part of the new database), and
-    every connection moves to the new file. A file that is corrupted or on a
-    full disk makes calls raise (uploads untracked, polls 503) until it is
-    put right; so does a read-only file, for the connections opened since
-    (those opened before go on writing: SQLite writes into the ``-wal``
-    file). A connection whose call failed is replaced by the next call, so
-    that one opened read-only while the file was does not outlive the
-    fault.
-
-    Expiry needs no background thread: each new upload forgets at most
-    ``PURGE_BATCH`` expired records, oldest first, and reads never
-    return an expired one. At ``max_uploads`` records, the oldest finished
-    one is forgotten to make room; only when all are in progress is a new
-    upload declined (served untracked, one warning per process).
-
-    ``clock`` gives epoch seconds (one clock for the whole host); tests pass
-    their own. ``lock_timeout`` is how long a write may wait for the lock
-    (``BUSY_TIMEOUT`` unless a test says otherwise).
+    ``clock`` gives epoch seconds (one clock for the whole host);
+    ``lock_timeout`` is how long a write may wait for the lock
+    (``BUSY_TIMEOUT``); tests pass their own.
     """
 
     throttled = True
 
-    def __init__(
-        self,
-        path: str,
-        *,
-        timeout: float = 300.0,
-        stall_timeout: float = 3600.0,
-        max_uploads: int = 10000,
-        clock: Callable[[], float] = time.time,
-        lock_timeout: float = BUSY_TIMEOUT,
-    ) -> None:
+    def __init__(self, path: str, *, timeout: float = 300.0, stall_timeout: float = 3600.0,
+                 max_uploads: int = 10000, clock: Callable[[], float] = time.time,
+                 lock_timeout: float = BUSY_TIMEOUT) -> None:
         self.path = os.path.abspath(path)
         self.lock_timeout = lock_timeout
         self.timeout = timeout
@@ -229,14 +129,48 @@ class SQLiteUploadProgressStore:
         self._local = threading.local()
         self._full = False
 
-    def create(self) -> None:
-        """Make the file and its schema, if need be, and check that it can
-        be written; raise ``sqlite3.Error`` or ``OSError`` if not."""
-        with self._directory_locked(START_UP_TIMEOUT):
-            self._create(START_UP_TIMEOUT)
+    def create(self, timeout: float = START_UP_TIMEOUT, *, anew: bool = False) -> None:
+        """Make the file and its schema if need be, and prove it writable;
+        raise ``sqlite3.Error`` or ``OSError`` if not. Once across
+        processes, under a lock on its directory. ``anew``: the file was
+        deleted; make it (unless another process has), without the old
+        ``-wal`` and ``-shm`` files, which SQLite would read as its own."""
+        fd = os.open(os.path.dirname(self.path), os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise
+                    time.sleep(0.005)
+            if anew:
+                if os.path.exists(self.path):
+                    return
+                log.warning("upload progress: the SQLite store %s was deleted; "
+                            "making it anew", self.path)
+                for suffix in ("-wal", "-shm"):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(self.path + suffix)
+            connection = self._connect("rwc", timeout)
+            try:
+                [mode] = connection.execute("PRAGMA journal_mode = WAL").fetchone()
+                if mode != "wal":
+                    raise sqlite3.OperationalError(f"cannot use WAL mode (got {mode!r})")
+                [version] = connection.execute("PRAGMA user_version").fetchone()
+                # A file made by version 1 of the schema lacks body_end.
+                upgrade = "ALTER TABLE uploads ADD COLUMN body_end REAL;" if version == 1 else ""
+                connection.executescript(
+                    f"BEGIN IMMEDIATE; {SCHEMA} {upgrade} PRAGMA user_version = 2; COMMIT;")
+            finally:
+                connection.close()
+        finally:
+            os.close(fd)
 
     def start(self, upload_id: str | None, path: str, size: int | None,
-              progress: Any) -> str | None:
+              progress: LiveProgress) -> str | None:
         now = self._clock()
         key = os.urandom(9).hex()
         row = (key, upload_id, path, size, now, now, self._live_until(now),
@@ -245,7 +179,7 @@ class SQLiteUploadProgressStore:
             if not db.execute(_INSERT, row).rowcount:
                 # Full: make room with what has expired, else by forgetting
                 # the oldest finished upload.
-                if not db.execute(_PURGE.format(now="?"), (now,)).rowcount:
+                if not db.execute(_PURGE, (now,)).rowcount:
                     db.execute(_EVICT)
                 if not db.execute(_INSERT, row).rowcount:
                     self._warn_full()
@@ -253,11 +187,11 @@ class SQLiteUploadProgressStore:
         self._full = False
         return key
 
-    def update(self, key: str, received: int, files: list[dict[str, Any]] | None,
+    def update(self, key: str, received: int, files: list[FileProgress] | None,
                ended: bool = False) -> bool:
         now = self._clock()
         progress = (received, _json(files), now, self._live_until(now))
-        with self._connected() as db:
+        with self._connected() as db:  # record.progressed
             if db.execute(
                     f"UPDATE uploads SET {_PROGRESS}, body_end = coalesce(body_end, ?) "
                     "WHERE key = ? AND NOT cancelled",
@@ -277,7 +211,7 @@ class SQLiteUploadProgressStore:
         with self._connected() as db:
             db.execute("UPDATE uploads SET stage = ? WHERE key = ?", (_json(stage), key))
 
-    def finish(self, key: str, received: int, files: list[dict[str, Any]] | None,
+    def finish(self, key: str, received: int, files: list[FileProgress] | None,
                status: int | None, failed: bool, cancelled: bool) -> None:
         now = self._clock()
         with self._connected() as db:
@@ -307,7 +241,7 @@ class SQLiteUploadProgressStore:
 
     def cancel(self, upload_id: str, owner: str | None) -> UploadRecord | None:
         now = self._clock()
-        with self._connected() as db:
+        with self._connected() as db:  # record.can_cancel
             cancelled = db.execute(
                 f"UPDATE uploads SET cancelled = 1 WHERE rowid = "
                 f"({_FIND.format(columns='rowid')}) AND finished IS NULL "
@@ -361,25 +295,11 @@ class SQLiteUploadProgressStore:
         # files at the path alone.
         self._local.held = None
         if file is None:
-            self._recreate()
+            self.create(BUSY_TIMEOUT, anew=True)
         connection = self._connect("rw", 0)
         stat = os.stat(self.path)
         self._local.held = _ThreadConnection(connection, (stat.st_dev, stat.st_ino))
         return connection
-
-    def _recreate(self) -> None:
-        """Make the deleted file anew, once across processes, without the
-        old ``-wal`` and ``-shm`` files: SQLite would read them as part of
-        the new database."""
-        with self._directory_locked(BUSY_TIMEOUT):
-            if os.path.exists(self.path):
-                return
-            log.warning("upload progress: the SQLite store %s was deleted; "
-                        "making it anew", self.path)
-            for suffix in ("-wal", "-shm"):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(self.path + suffix)
-            self._create(BUSY_TIMEOUT)
 
     def _connect(self, mode: str, timeout: float) -> sqlite3.Connection:
         """A connection; ``mode`` ``rw`` never makes the file, ``rwc`` may;
@@ -391,41 +311,6 @@ class SQLiteUploadProgressStore:
         connection.execute("PRAGMA synchronous = OFF")
         return connection
 
-    def _create(self, timeout: float) -> None:
-        """Make the file, WAL mode and the schema; a write that proves the
-        file writable. The directory lock is held."""
-        connection = self._connect("rwc", timeout)
-        try:
-            [mode] = connection.execute("PRAGMA journal_mode = WAL").fetchone()
-            if mode != "wal":
-                raise sqlite3.OperationalError(f"cannot use WAL mode (got {mode!r})")
-            [version] = connection.execute("PRAGMA user_version").fetchone()
-            # A file made by version 1 of the schema lacks body_end.
-            upgrade = "ALTER TABLE uploads ADD COLUMN body_end REAL;" if version == 1 else ""
-            connection.executescript(
-                f"BEGIN IMMEDIATE; {SCHEMA} {upgrade} PRAGMA user_version = 2; COMMIT;")
-        finally:
-            connection.close()
-
-    @contextlib.contextmanager
-    def _directory_locked(self, timeout: float) -> Iterator[None]:
-        """An exclusive lock on the file's directory, across processes, for
-        making the file: two processes never make it at once."""
-        fd = os.open(os.path.dirname(self.path), os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            deadline = time.monotonic() + timeout
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() >= deadline:
-                        raise
-                    time.sleep(0.005)
-            yield
-        finally:
-            os.close(fd)
-
 
 def _json(value: Any) -> str | None:
     return None if value is None else json.dumps(value, separators=(",", ":"))
@@ -435,21 +320,18 @@ def _record(row: tuple[Any, ...]) -> UploadRecord:
     (key, upload_id, path, size, started, updated, received, finished, status,
      failed, owner, owner_known, cancelled, files, stage, body_end) = row
     return UploadRecord(
-        key=key, id=upload_id, path=path, size=size, started=started,
-        updated=updated, received=received, finished=finished, status=status,
-        failed=bool(failed), owner=owner, owner_known=bool(owner_known),
-        cancelled=bool(cancelled),
-        files=None if files is None else json.loads(files),
-        stage=None if stage is None else json.loads(stage), body_end=body_end)
+        key, upload_id, path, size, started, updated, received, finished, status,
+        bool(failed), owner, bool(owner_known), bool(cancelled),
+        None if files is None else json.loads(files),
+        None if stage is None else json.loads(stage), body_end)
 
 
 def sqlite_store_factory(settings: Mapping[str, Any]) -> SQLiteUploadProgressStore:
     """The factory behind ``upload_progress.store = sqlite``: the file
-    ``upload_progress.sqlite.path``, made now with its schema. A missing
-    directory, or a file that cannot be made or written, stops the app at
-    start-up with a :class:`pyramid.exceptions.ConfigurationError` naming the
-    setting and the path. ``settings`` are the app's settings, already
-    parsed by the add-on."""
+    ``upload_progress.sqlite.path`` (the one place that checks it), made now
+    with its schema. No path, a missing directory, or a file that cannot be
+    made or written stops the app at start-up with a
+    :class:`pyramid.exceptions.ConfigurationError` naming the setting."""
     setting = "upload_progress.sqlite.path"
     path = settings.get(setting)
     if not path or path == ":memory:":
@@ -457,11 +339,9 @@ def sqlite_store_factory(settings: Mapping[str, Any]) -> SQLiteUploadProgressSto
             f"{setting} is required with upload_progress.store = sqlite: the "
             "SQLite file shared by the worker processes (not :memory:)")
     store = SQLiteUploadProgressStore(
-        path,
-        timeout=settings["upload_progress.timeout"],
+        path, timeout=settings["upload_progress.timeout"],
         stall_timeout=settings["upload_progress.stall_timeout"],
-        max_uploads=settings["upload_progress.max_uploads"],
-    )
+        max_uploads=settings["upload_progress.max_uploads"])
     directory = os.path.dirname(store.path)
     if not os.path.isdir(directory):
         raise ConfigurationError(
