@@ -1,7 +1,16 @@
 """Cancelling an upload: ``DELETE`` with the id, by its owner, while the body
-arrives, answers the upload 409 (or the app's own exception view for
-``UploadCancelled``); someone else's, an unknown or a finished upload
-answers 404, a missing id 400, always in JSON.
+arrives.
+
+``DELETE`` with an id answers 200 with the upload, ``cancelled: true``, or
+404 unless that upload is still receiving its body (unknown, someone
+else's, finished, or already read whole); without an id, 400; always JSON.
+After a 200 the upload's next read raises ``UploadCancelled`` (with the
+memory store at once, with a throttled store within ``update_interval``),
+answered 409 JSON, or by the app's own exception view for it; the record
+ends in state ``error``, ``cancelled: true``, status 409. The races run
+against every store: the memory store, and the throttled Redis and SQLite
+stores, where a cancel reaches the upload through the store's next
+progress write.
 
 On real servers, from another connection: whether the client then stops
 sending is the server's doing; these tests pin what each server does with
@@ -11,6 +20,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import random
 import select
 import socket
 import threading
@@ -21,9 +31,24 @@ import webtest
 from pyramid.response import Response
 
 from pyramid_upload_progress import IUploadProgressStore, UploadCancelled
-from tests.apps import WAIT, Gate, basic_app, poll, wsgi_call, wsgi_call_in_thread
+from tests.app_clock import give_clock
+from tests.apps import (
+    WAIT,
+    Background,
+    Gate,
+    basic_app,
+    held_upload,
+    make_app,
+    poll,
+    read_all,
+    serve_upload,
+    store_of,
+    wsgi_call,
+    wsgi_call_in_thread,
+)
 from tests.e2e.client import ALICE, HOST, ended, payload, read_response
 from tests.e2e.servers import serve
+from tests.store_kinds import each_store, store_settings, within_update_interval
 
 
 # -- cancel -------------------------------------------------------------------
@@ -269,3 +294,177 @@ def test_another_user_cannot_cancel_over_the_wire():
         thread.join(30)
         assert upload.response.status == 200
         assert json.loads(upload.response.body)["read"] == 4 * MIB
+
+
+# -- races with the upload held mid-body, with every store ----------------------
+
+SIZE = 200_000
+READS = -(-SIZE // 8192)
+"""How many reads of the server's input the view's 8 KiB buffer makes."""
+BOB = {"X-User": "bob"}
+HELD = Gate()
+"""Where ``read_all_then_hold`` holds."""
+
+
+def read_all_then_hold(request):
+    """Reads the whole body, then waits before it answers."""
+    data = request.body_file.read()
+    HELD.hold()
+    return Response(json={"read": len(data)})
+
+
+def make(kind="memory"):
+    app = make_app({"read": read_all, "hold": read_all_then_hold}, store_settings(kind))
+    return app, webtest.TestApp(app)
+
+
+def upload_in_background(app, upload_id, gates, headers=ALICE):
+    return held_upload(app, b"u" * SIZE, upload_id, headers, gates)
+
+
+def cancel(client, upload_id, headers=ALICE):
+    return client.delete(f"/upload-progress?X-Progress-ID={upload_id}", headers=headers,
+                         expect_errors=True)
+
+
+@each_store()
+def test_a_delete_while_the_upload_reads_ends_it_with_409(kind):
+    app, client = make(kind)
+    clock = give_clock(app)
+    raw, thread = upload_in_background(app, "c1", gates=(5,))
+    answer = cancel(client, "c1")
+    assert answer.status_int == 200 and answer.json["cancelled"] is True
+    within_update_interval(clock)
+    raw.go.set()
+    response = thread.result()
+    assert response.status_int == 409
+    assert response.json == {"error": "upload cancelled"}
+    record = store_of(app).get("c1", "alice")
+    assert (record.state, record.cancelled, record.status) == ("error", True, 409)
+
+
+@each_store()
+def test_a_delete_during_the_last_read_still_ends_the_upload_cancelled(kind):
+    """The DELETE comes while the read that brings the last bytes is in the
+    server's hands: the upload was still receiving, so the DELETE answers
+    200 ``cancelled: true`` - and then the record must end cancelled."""
+    app, client = make(kind)
+    last = READS - 1
+    raw, thread = upload_in_background(app, "c2", gates=(last,))
+    answer = cancel(client, "c2")
+    raw.go.set()
+    thread.result()
+    record = store_of(app).get("c2", "alice")
+    if answer.status_int == 200:
+        assert (record.state, record.cancelled) == ("error", True)
+    else:
+        assert answer.status_int == 404
+
+
+@each_store()
+def test_a_delete_after_the_body_was_read_whole_is_404(kind):
+    app, client = make(kind)
+    HELD.waiting.clear()
+    HELD.go.clear()
+    thread = Background(lambda: serve_upload(app, b"x" * SIZE, "/hold", headers=ALICE,
+                                             query="X-Progress-ID=c3"))
+    thread.start()
+    try:
+        assert HELD.waiting.wait(WAIT)
+        assert store_of(app).get("c3", "alice").state == "uploading"
+        assert cancel(client, "c3").status_int == 404
+    finally:
+        HELD.go.set()
+    assert thread.result().json == {"read": SIZE}
+    assert cancel(client, "c3").status_int == 404
+    record = store_of(app).get("c3", "alice")
+    assert (record.state, record.cancelled) == ("done", False)
+
+
+@each_store()
+def test_a_delete_of_another_users_upload_is_404_and_leaves_it_alone(kind):
+    app, client = make(kind)
+    raw, thread = upload_in_background(app, "c4", gates=(3,))
+    answer = cancel(client, "c4", headers=BOB)
+    assert answer.status_int == 404
+    assert answer.json == {"error": "no upload in progress with this id"}
+    raw.go.set()
+    assert thread.result().json == {"read": SIZE}
+    record = store_of(app).get("c4", "alice")
+    assert (record.state, record.cancelled, record.received) == ("done", False, SIZE)
+
+
+@each_store()
+def test_a_double_delete_cancels_once(kind):
+    app, client = make(kind)
+    clock = give_clock(app)
+    raw, thread = upload_in_background(app, "c5", gates=(2,))
+    assert cancel(client, "c5").status_int == 200
+    assert cancel(client, "c5").status_int in (200, 404)
+    within_update_interval(clock)
+    raw.go.set()
+    assert thread.result().status_int == 409
+    assert cancel(client, "c5").status_int == 404
+    record = store_of(app).get("c5", "alice")
+    assert (record.state, record.cancelled, record.status) == ("error", True, 409)
+
+
+@each_store()
+def test_deletes_at_random_moments_are_kept_or_refused_never_lost(kind):
+    """Whatever the moment: a DELETE that answered 200 ends the upload 409
+    and cancelled; one that answered 404 leaves it done."""
+    app, client = make(kind)
+    rng = random.Random(14)
+    for turn in range(40):
+        upload_id = f"r{turn}"
+        raw, thread = upload_in_background(app, upload_id, gates=(rng.randrange(READS),))
+        answer = cancel(client, upload_id)
+        raw.go.set()
+        response = thread.result()
+        record = store_of(app).get(upload_id, "alice")
+        if answer.status_int == 200:
+            assert (response.status_int, record.state, record.cancelled) == (409, "error", True), turn
+        else:
+            assert (response.status_int, record.state, record.cancelled) == (200, "done", False), turn
+
+
+@each_store()
+def test_a_polled_record_is_never_cancelled_and_done(kind):
+    """Deletes (one, two, or from another user) at random moments while a
+    poller reads the record: every answer is consistent - ``cancelled:
+    true`` only with state ``uploading`` or ``error`` - and the end agrees
+    with the DELETEs' answers."""
+    app, client = make(kind)
+    rng = random.Random(1414)
+    seen: list[tuple[str, str, bool, int | None]] = []
+    for turn in range(20):
+        upload_id = f"p{turn}"
+        stop = threading.Event()
+
+        def poll_until_stopped(upload_id=upload_id, stop=stop):
+            while not stop.is_set():
+                answer = poll(client, upload_id).json
+                seen.append((upload_id, answer["state"], answer["cancelled"],
+                             answer["status"]))
+
+        raw, thread = upload_in_background(app, upload_id, gates=(rng.randrange(READS),))
+        poller = Background(poll_until_stopped)
+        poller.start()
+        try:
+            answers = [cancel(client, upload_id, headers=rng.choice([ALICE, ALICE, BOB]))
+                       for _ in range(rng.randrange(1, 3))]
+            raw.go.set()
+            response = thread.result()
+        finally:
+            stop.set()
+        poller.result()
+        record = store_of(app).get(upload_id, "alice")
+        kept = [a for a in answers if a.status_int == 200]
+        assert all(a.json["cancelled"] is True for a in kept), turn
+        if record.cancelled:
+            assert (record.state, record.status, response.status_int) == \
+                ("error", 409, 409), turn
+        else:
+            assert (record.state, response.status_int) == ("done", 200), turn
+    broken = [s for s in seen if s[2] and (s[1] == "done" or (s[1] == "error") != (s[3] == 409))]
+    assert not broken, broken[:5]
