@@ -1,5 +1,7 @@
 """Processing stages: ``request.upload_progress.stage()`` shows in polls
-while the app works on an upload and stays after its end.
+while the app works on an upload and stays after its end;
+``pyramid_upload_progress.stage(request, ...)`` is the same in one call
+whether or not the request is tracked.
 
 ``done`` and ``total`` are ints or ``None`` (anything ``operator.index``
 accepts is taken as its int); any other value raises ``TypeError`` at the
@@ -16,8 +18,9 @@ from fractions import Fraction
 import pytest
 import webtest
 from pyramid.response import Response
+from pyramid.testing import DummyRequest
 
-from pyramid_upload_progress import MemoryUploadProgressStore, UploadFinished, UploadStarted
+from pyramid_upload_progress import MemoryUploadProgressStore, UploadFinished, UploadStarted, stage
 from tests.apps import (
     WAIT,
     Background,
@@ -315,3 +318,32 @@ def test_a_store_failing_on_a_stage_leaves_the_response_untouched():
     statuses, app_iter = wsgi_call(stages_app(store), b"x" * 5000, path="/many")
     assert (statuses, b"".join(app_iter)) == (["200 OK"], b"ok")
     app_iter.close()
+
+
+# -- stage(request, ...): one call whether or not the request is tracked --------
+
+def read_then_stage(request):
+    data = request.body_file.read()
+    stage(request, "thumbnails", 3, 12)
+    return Response(json={"read": len(data)})
+
+
+def test_a_tracked_requests_stage_shows_in_its_upload():
+    app = make_app({"read": read_then_stage})
+    serve_upload(app, b"x" * SIZE, "/read", headers=ALICE, query="X-Progress-ID=staged")
+    answer = webtest.TestApp(app).get("/upload-progress?X-Progress-ID=staged",
+                                      headers=ALICE).json
+    assert answer["stage"] == {"name": "thumbnails", "done": 3, "total": 12}
+
+
+def test_an_untracked_request_is_served_as_if_nothing_was_said():
+    app = make_app({"read": read_then_stage}, {"upload_progress.threshold": str(SIZE + 1)})
+    response = webtest.TestApp(app).post("/read", b"x" * SIZE, headers=ALICE)
+    assert response.json == {"read": SIZE}
+
+
+@pytest.mark.parametrize("args", [(3,), ("scan", 1.5), ("scan", None, Decimal(2)),
+                                  ("scan", float("nan"))])
+def test_a_bad_stage_raises_type_error_also_untracked(args):
+    with pytest.raises(TypeError):
+        stage(DummyRequest(), *args)
