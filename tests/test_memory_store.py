@@ -17,15 +17,10 @@ from pyramid_upload_progress.record import UploadRecord
 from pyramid_upload_progress.settings import parse_settings
 from pyramid_upload_progress.stores.memory import MemoryUploadProgressStore, memory_store_factory
 from tests.apps import basic_app, wsgi_call
-from tests.stores import FakeClock, Progress
+from tests.stores import Progress
 
 TIMEOUT = 300.0
 STALL_TIMEOUT = 3600.0
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
 
 
 @pytest.fixture
