@@ -23,6 +23,7 @@ from tests.e2e.client import (
     payload,
     poll,
     slow_upload,
+    wait_for,
 )
 from tests.e2e.servers import serve
 
@@ -137,8 +138,8 @@ def test_under_waitress_the_first_poll_during_a_slow_upload_sees_nothing():
         first = poll(server.port, upload_id)
         thread.join_result()
         final = ended(server.port, upload_id)
-        time.sleep(0.2)
-        output = server.output()
+        output = wait_for(lambda: "read the whole request body" in server.output()
+                          and server.output(), 5, "the buffered-body warning")
     assert thread.sent == SIZE
     assert first["state"] == "starting"
     assert (final["state"], final["received"]) == ("done", SIZE)
