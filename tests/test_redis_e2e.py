@@ -16,7 +16,7 @@ import uuid
 
 import pytest
 
-from tests.e2e.client import ALICE, ended, poll, slow_upload, wait_for
+from tests.e2e.client import ALICE, ended, poll, slow_upload, wait_for, worker_answer
 from tests.e2e.redis_app import (
     APP,
     CHUNK,
@@ -29,7 +29,6 @@ from tests.e2e.redis_app import (
     digest,
     polls_while_sending,
     upload,
-    worker_answer,
 )
 from tests.e2e.servers import serve
 from tests.redis_server import fresh_prefix, own_server, require_redis, session_server
@@ -56,10 +55,11 @@ def test_every_worker_process_answers_with_the_same_progress(redis_url):
         answers, pids = polls_while_sending(server, thread, upload_id)
         assert thread.join_result().json() == {"read": SIZE, "sha256": digest(SIZE)}
         ended(server.port, upload_id)
-        finals = [worker_answer(server, upload_id) for _ in range(10)]
+        finals = [worker_answer(server.port, upload_id) for _ in range(10)]
     assert_seen_arriving(answers)
-    assert len(pids | {pid for _, pid in finals}) >= 2, "one worker answered every poll"
-    for answer, _ in finals:
+    assert len(pids | {pid for _, pid, _ in finals}) >= 2, "one worker answered every poll"
+    for status, _, answer in finals:
+        assert status == 200, answer
         assert_done(answer)
 
 
@@ -85,8 +85,8 @@ def test_a_killed_workers_upload_turns_error_then_vanishes(redis_url):
                                         "upload_progress.stall_timeout": "1"})
     with serve("gunicorn", APP, env=env, workers=1, threads=8) as server:
         thread = upload(server, upload_id, delay=0.1)
-        _, pid = wait_for(lambda: (found := worker_answer(server, upload_id))[0]["received"] > 0
-                          and found, 10, "progress")
+        _, pid, _ = wait_for(lambda: (found := worker_answer(server.port, upload_id))[0] == 200
+                             and found[2]["received"] > 0 and found, 10, "progress")
         os.kill(int(pid), signal.SIGKILL)
         with pytest.raises(OSError):
             thread.join_result()

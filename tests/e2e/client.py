@@ -262,6 +262,16 @@ def poll(url_or_port: str | int, upload_id: str, headers: Mapping[str, str] | No
     return answer
 
 
+def worker_answer(url_or_port: str | int, upload_id: str,
+                  headers: Mapping[str, str] | None = ALICE) -> tuple[int, str | None, Any]:
+    """A poll about ``upload_id`` on a fresh connection, whatever it
+    answers: (status, the pid of the worker that answered, as
+    ``tests/e2e/worker_app.py`` says it, answer)."""
+    status, response_headers, answer = get_json(
+        url_or_port, f"{REPORT}?X-Progress-ID={upload_id}", headers)
+    return status, response_headers.get("x-worker-pid"), answer
+
+
 def listing(url_or_port: str | int, headers: Mapping[str, str] | None = ALICE,
             *, report: str = REPORT) -> list[Any]:
     """The uploads the report view lists for the user of ``headers``."""

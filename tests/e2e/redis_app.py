@@ -13,7 +13,7 @@ import hashlib
 import json
 import time
 
-from tests.e2e.client import ALICE, UploadThread, get_json, payload, poll, wait_for
+from tests.e2e.client import ALICE, UploadThread, payload, poll, wait_for, worker_answer
 from tests.redis_server import fresh_prefix
 
 APP = "tests.e2e.worker_app:app"
@@ -39,15 +39,6 @@ def digest(size):
     return hashlib.sha256(payload(size)).hexdigest()
 
 
-def worker_answer(server, upload_id, expect=200):
-    """One poll on a fresh connection: (its answer, the pid of the worker
-    that answered)."""
-    status, headers, answer = get_json(server.port,
-                                       f"/upload-progress?X-Progress-ID={upload_id}", ALICE)
-    assert status == expect, answer
-    return answer, headers.get("x-worker-pid")
-
-
 def upload(server, upload_id, size=SIZE, chunk=CHUNK, delay=DELAY):
     thread = UploadThread(server.port, f"/upload?X-Progress-ID={upload_id}", size=size,
                           chunk=chunk, delay=delay, headers=ALICE)
@@ -61,7 +52,8 @@ def polls_while_sending(server, thread, upload_id, size=SIZE):
     wait_for(lambda: poll(server.port, upload_id)["state"] == "uploading", 10, "upload")
     answers, pids = [], set()
     while thread.sent < size - 2 * CHUNK:
-        answer, pid = worker_answer(server, upload_id)
+        status, pid, answer = worker_answer(server.port, upload_id)
+        assert status == 200, answer
         answers.append(answer)
         pids.add(pid)
         time.sleep(0.01)
