@@ -58,17 +58,12 @@ def user(userid) -> dict[str, str]:
     return {"X-User-Id": str(userid)}
 
 
-def listed(server, pid, userid=1):
-    """The uploads of ``userid``'s listing with the id ``pid``."""
-    return [u for u in listing(server.url, user(userid)) if u["id"] == pid]
-
-
 def settled(server, pid, userid=1):
     """The upload as its owner's listing shows it once it has left
     ``uploading``; polls for at most ``SETTLE_TIMEOUT`` seconds."""
     deadline = time.monotonic() + SETTLE_TIMEOUT
     while True:
-        records = listed(server, pid, userid)
+        records = listing(server.url, user(userid), upload_id=pid)
         if records and records[0]["state"] != "uploading":
             [record] = records
             return record
@@ -88,7 +83,7 @@ def watch(server, path, pid):
     seen, unlisted_while_arriving = [], []
     upload.start()
     while upload.is_alive():
-        in_listing = bool(listed(server, pid))
+        in_listing = bool(listing(server.url, user(1), upload_id=pid))
         answer = poll(server.url, pid, user(1))
         if answer["state"] == "uploading" and answer["received"] < SIZE:
             # Asked before this poll: the body was still arriving then.
@@ -119,7 +114,7 @@ def test_a_finished_upload_is_done_for_its_owner_alone(server, quiet_addon):
     assert record["state"] == "done"
     assert record["received"] == record["size"] == SIZE
     assert poll(server.url, pid, user(1))["state"] == "done"
-    assert listed(server, pid, userid=2) == []
+    assert listing(server.url, user(2), upload_id=pid) == []
     answer = poll(server.url, pid, user(2))
     assert (answer["state"], answer["received"], answer["size"]) == ("starting", 0, None)
 

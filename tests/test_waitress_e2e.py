@@ -107,11 +107,6 @@ def pserve(bin_dir: Path, tmp: Path, **settings: str) -> Iterator[Server]:
             _stop(process)
 
 
-def listed(server: Server, pid: str) -> list[dict]:
-    """The owner's listed uploads with the id ``pid``."""
-    return [upload for upload in listing(server.url, ALICE) if upload["id"] == pid]
-
-
 def test_a_slow_upload_rises_by_id_then_lands_in_the_owners_listing(waitress_bin, tmp_path,
                                                                    capsys):
     with pserve(waitress_bin, tmp_path) as server:
@@ -122,13 +117,13 @@ def test_a_slow_upload_rises_by_id_then_lands_in_the_owners_listing(waitress_bin
         deadline = time.monotonic() + 60
         while upload.is_alive() and time.monotonic() < deadline:
             by_id.append(poll(server.url, "big32", ALICE))
-            in_listing += listed(server, "big32")
+            in_listing += listing(server.url, ALICE, upload_id="big32")
             time.sleep(POLL_EVERY)
         response = upload.join_result()
         deadline = time.monotonic() + SETTLE_TIMEOUT
         while not [u for u in in_listing if u["state"] == "done"]:
             assert time.monotonic() < deadline, in_listing[-1:]
-            in_listing += listed(server, "big32")
+            in_listing += listing(server.url, ALICE, upload_id="big32")
             time.sleep(0.05)
         output = server.output()
     assert response.status == 200 and response.json()["bytes"] == SIZE

@@ -273,11 +273,13 @@ def worker_answer(url_or_port: str | int, upload_id: str,
 
 
 def listing(url_or_port: str | int, headers: Mapping[str, str] | None = ALICE,
-            *, report: str = REPORT) -> list[Any]:
-    """The uploads the report view lists for the user of ``headers``."""
+            *, report: str = REPORT, upload_id: str | None = None) -> list[Any]:
+    """The uploads the report view lists for the user of ``headers``; with
+    ``upload_id``, only those with that id."""
     status, _, answer = get_json(url_or_port, report, headers)
     assert status == 200, (status, answer)
-    return answer["uploads"]
+    return [upload for upload in answer["uploads"]
+            if upload_id is None or upload["id"] == upload_id]
 
 
 def wait_for(condition: Callable[[], Any], seconds: float, what: str) -> Any:
