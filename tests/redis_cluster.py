@@ -15,11 +15,11 @@ import contextlib
 import os
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from tests.e2e.client import wait_for
 from tests.e2e.servers import HOST, free_ports
 from tests.redis_server import RedisServer, _missing, fresh_prefix, require_redis
 
@@ -33,15 +33,6 @@ def require_redis_cli() -> str:
     if found is None:
         _missing("no redis-cli on PATH (Debian's redis-tools)")
     return found  # type: ignore[return-value]
-
-
-def wait_until(condition: Any, seconds: float, what: str) -> Any:
-    deadline = time.monotonic() + seconds
-    while not (found := condition()):
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{what}: not within {seconds} s")
-        time.sleep(0.05)
-    return found
 
 
 class Cluster:
@@ -101,7 +92,7 @@ class Cluster:
                    for node in self.nodes if node.process is not None)
 
     def wait_healthy(self, seconds: float = START_TIMEOUT) -> None:
-        wait_until(self.healthy, seconds, "cluster state ok")
+        wait_for(self.healthy, seconds, "cluster state ok")
 
     def keys(self, match: str) -> list[str]:
         return [key for node in self.primaries()
@@ -132,7 +123,7 @@ def cluster() -> Iterator[Cluster]:
                        check=True, capture_output=True, timeout=START_TIMEOUT)
         running = Cluster(nodes)
         running.wait_healthy()
-        wait_until(running.replicated, START_TIMEOUT, "3 primaries, each with a replica")
+        wait_for(running.replicated, START_TIMEOUT, "3 primaries, each with a replica")
         yield running
     finally:
         for node in nodes:
@@ -185,10 +176,10 @@ def sentinel_setup() -> Iterator[SentinelSetup]:
         for server in everything:
             server.start()
         setup = SentinelSetup([primary, replica], sentinels)
-        wait_until(lambda: replica.client().info("replication")["master_link_status"]
+        wait_for(lambda: replica.client().info("replication")["master_link_status"]
                    == "up", START_TIMEOUT, "replica in sync")
-        wait_until(setup.replicas_known, START_TIMEOUT, "sentinels know the replica")
-        wait_until(lambda: all(len(s.client().sentinel_sentinels(SentinelSetup.MASTER)) == 2
+        wait_for(setup.replicas_known, START_TIMEOUT, "sentinels know the replica")
+        wait_for(lambda: all(len(s.client().sentinel_sentinels(SentinelSetup.MASTER)) == 2
                                for s in sentinels), START_TIMEOUT, "sentinels know each other")
         yield setup
     finally:

@@ -35,7 +35,7 @@ def memory_backend(*, timeout: float, stall_timeout: float, max_uploads: int) ->
 def redis_backend(*, timeout: float, stall_timeout: float, max_uploads: int) -> Backend:
     """The Redis store on the session's redis-server, under a fresh key
     prefix (it has no cap: ``max_uploads`` is the memory store's)."""
-    from .redis_server import session_server
+    from tests.redis_server import session_server
 
     server = session_server()
     store = server.store(timeout=timeout, stall_timeout=stall_timeout)
@@ -46,7 +46,7 @@ def redis_cluster_backend(*, timeout: float, stall_timeout: float,
                           max_uploads: int) -> Backend:
     """The Redis store on the session's Redis Cluster (three primaries, three
     replicas), under a fresh key prefix."""
-    from .redis_cluster import session_cluster
+    from tests.redis_cluster import session_cluster
 
     cluster = session_cluster()
     store = cluster.store(timeout=timeout, stall_timeout=stall_timeout)

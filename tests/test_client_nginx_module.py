@@ -13,9 +13,9 @@ import pytest
 
 from tests.browser import quit_chromium, start_chromium
 from tests.e2e import more_servers
+from tests.e2e.more_servers import STEPS, require, settings
 from tests.e2e.proxy import ThrottlingProxy
 from tests.e2e.servers import serve
-from tests.test_servers_more import STEPS, require, settings
 
 pytestmark = pytest.mark.e2e
 

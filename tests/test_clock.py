@@ -9,8 +9,8 @@ from pyramid.response import Response
 
 from pyramid_upload_progress.interfaces import IUploadFinished
 from tests.app_clock import give_clock
-from tests.attack_app import WAIT, held_upload, make_app, serve_upload
-from tests.attack_stores import store_settings
+from tests.apps import WAIT, held_upload, make_app, serve_upload
+from tests.store_kinds import store_settings
 from tests.e2e.client import ALICE
 
 SIZE = 100_000

@@ -1,4 +1,5 @@
-"""The demo app's views, through WebTest; and its .ini files."""
+"""The demo app's views, through WebTest; its .ini files; and its sign-in
+check (``check_credentials``: the demo is code users copy)."""
 import hashlib
 import http.client
 import io
@@ -15,6 +16,7 @@ from pyramid.exceptions import ConfigurationError
 from tests.demo_app import ini, make_app
 from tests.e2e.client import UploadThread, get_json
 from tests.e2e.servers import serve
+from upload_progress_demo.security import check_credentials
 from upload_progress_demo.throttle import ThrottledInput, parse_rate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -343,3 +345,19 @@ def test_on_loopback_the_demo_as_configured_shows_the_upload_rising(tmp_path):
     assert len(set(seen)) >= 5, seen
     assert seen == sorted(seen)
     assert took >= size / (2 * MiB) * 0.9
+
+
+# -- the demo checks a sign-in itself (check_credentials) ------------------------
+
+USERS = {"alice": "secret", "bob": "hunter2"}
+
+
+def test_a_users_own_password_is_taken():
+    assert check_credentials(USERS, "alice", "secret")
+
+
+@pytest.mark.parametrize("login, password", [("alice", "hunter2"), ("alice", ""),
+                                             ("eve", "secret"), ("", ""),
+                                             ("alice", "secret ")])
+def test_anything_else_is_refused(login, password):
+    assert not check_credentials(USERS, login, password)

@@ -17,10 +17,13 @@ import pytest
 from tests.e2e.client import (
     ALICE,
     UploadThread,
+    ended,
     get_json,
     multipart_body,
     payload,
+    poll,
     slow_upload,
+    wait_for,
 )
 from tests.e2e.servers import serve
 
@@ -38,31 +41,13 @@ def server(request):
         yield running
 
 
-def poll(server, upload_id, headers=ALICE):
-    status, response_headers, answer = get_json(
-        server.port, f"/upload-progress?X-Progress-ID={upload_id}", headers)
-    assert status == 200
-    assert response_headers["cache-control"] == "no-store"
-    return answer
-
-
 def poll_while(server, thread, upload_id, headers=ALICE):
     """Poll until the upload thread ends; return every answer seen meanwhile."""
     seen = []
     while thread.is_alive():
-        seen.append(poll(server, upload_id, headers))
+        seen.append(poll(server.port, upload_id, headers))
         time.sleep(0.02)
     return seen
-
-
-def ended(server, upload_id, headers=ALICE, timeout=5.0):
-    """The upload once it has ended: the server ends a record when it closes
-    the response, which may be just after the client has it."""
-    deadline = time.monotonic() + timeout
-    while (answer := poll(server, upload_id, headers))["finished"] is None:
-        assert time.monotonic() < deadline, answer
-        time.sleep(0.02)
-    return answer
 
 
 def intermediate(answers, size):
@@ -86,7 +71,7 @@ def test_polls_see_the_upload_arrive(server):
     assert response.json()["sha256"] == hashlib.sha256(payload(SIZE)).hexdigest()
     assert len(set(seen)) >= 3, seen
     assert seen == sorted(seen)
-    final = ended(server, upload_id)
+    final = ended(server.port, upload_id)
     assert (final["state"], final["received"], final["size"], final["status"]) == (
         "done", SIZE, SIZE, 200)
 
@@ -97,11 +82,11 @@ def test_the_owners_listing_has_the_upload_and_others_see_starting(server):
     during = poll_while(server, thread, upload_id, headers={"X-User": "bob"})
     thread.join_result()
     assert {a["state"] for a in during} == {"starting"}
-    ended(server, upload_id)
+    ended(server.port, upload_id)
     _, _, listing = get_json(server.port, "/upload-progress", ALICE)
     [mine] = [u for u in listing["uploads"] if u["id"] == upload_id]
     assert mine["state"] == "done"
-    assert poll(server, upload_id, {"X-User": "bob"})["state"] == "starting"
+    assert poll(server.port, upload_id, {"X-User": "bob"})["state"] == "starting"
 
 
 def test_a_multipart_form_upload_is_seen_arriving(server):
@@ -115,7 +100,7 @@ def test_a_multipart_form_upload_is_seen_arriving(server):
     assert response.json() == {"read": SIZE,
                                "sha256": hashlib.sha256(payload(SIZE)).hexdigest()}
     assert len(set(seen)) >= 3, seen
-    final = ended(server, upload_id)
+    final = ended(server.port, upload_id)
     assert (final["state"], final["received"]) == ("done", len(body))
 
 
@@ -128,7 +113,7 @@ def test_a_chunked_upload_is_seen_arriving_without_a_size(server):
     assert len(set(seen)) >= 3, seen
     assert all(a["size"] is None and a["percent"] is None
                for a in answers if a["state"] == "uploading")
-    final = ended(server, upload_id)
+    final = ended(server.port, upload_id)
     assert (final["state"], final["received"], final["size"]) == ("done", SIZE, None)
 
 
@@ -138,7 +123,7 @@ def test_a_client_that_disconnects_half_way_ends_in_error(server, chunked):
     thread = upload_in_background(server, upload_id, chunked=chunked,
                                   disconnect_after=SIZE // 2)
     assert thread.join_result() is None
-    final = ended(server, upload_id, timeout=10)
+    final = ended(server.port, upload_id, seconds=10)
     assert final["state"] == "error"
     assert 0 < final["received"] <= SIZE // 2
     assert get_json(server.port, "/upload-progress", ALICE)[0] == 200
@@ -150,11 +135,11 @@ def test_under_waitress_the_first_poll_during_a_slow_upload_sees_nothing():
         thread = upload_in_background(server, upload_id)
         while thread.sent < 2 * CHUNK:
             time.sleep(0.01)
-        first = poll(server, upload_id)
+        first = poll(server.port, upload_id)
         thread.join_result()
-        final = ended(server, upload_id)
-        time.sleep(0.2)
-        output = server.output()
+        final = ended(server.port, upload_id)
+        output = wait_for(lambda: "read the whole request body" in server.output()
+                          and server.output(), 5, "the buffered-body warning")
     assert thread.sent == SIZE
     assert first["state"] == "starting"
     assert (final["state"], final["received"]) == ("done", SIZE)

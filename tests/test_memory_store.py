@@ -13,23 +13,14 @@ from pyramid.path import DottedNameResolver
 from zope.interface import implementer
 
 from pyramid_upload_progress.interfaces import IUploadProgressStore
-
 from pyramid_upload_progress.record import UploadRecord
 from pyramid_upload_progress.settings import parse_settings
-from pyramid_upload_progress.stores.memory import (
-    MemoryUploadProgressStore,
-    memory_store_factory,
-)
-
-from .stores import FakeClock, Progress
+from pyramid_upload_progress.stores.memory import MemoryUploadProgressStore, memory_store_factory
+from tests.apps import basic_app, wsgi_call
+from tests.stores import Progress
 
 TIMEOUT = 300.0
 STALL_TIMEOUT = 3600.0
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
 
 
 @pytest.fixture
@@ -329,9 +320,7 @@ class SharedStore(PerProcessStore):
 
 
 def multiprocess_warnings(caplog, store) -> list[str]:
-    from .test_functional import make_app, wsgi_call
-
-    app = make_app(store=store)
+    app = basic_app(store=store)
     with caplog.at_level(logging.WARNING, logger="pyramid_upload_progress"):
         for n in range(2):
             wsgi_call(app, b"x" * 5000, query=f"X-Progress-ID=p{n}",

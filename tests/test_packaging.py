@@ -138,7 +138,7 @@ def test_an_app_served_from_the_installed_wheel_serves_the_client_and_tracks(dis
 
 
 def test_the_sdist_holds_every_test_helper_and_its_tests_run_there(unpacked_sdist):
-    for needed in ("tests/__init__.py", "tests/stores.py", "tests/attack_app.py",
+    for needed in ("tests/__init__.py", "tests/stores.py", "tests/apps.py", "tests/conftest.py",
                    "tests/e2e/servers.py", "docs/conf.py", "demo/development.ini",
                    "benchmarks/run.py", ".ci/run"):
         assert (unpacked_sdist / needed).is_file(), needed

@@ -17,22 +17,20 @@ import uuid
 
 import pytest
 
-from tests.e2e.client import ALICE, get_json
-from tests.e2e.servers import serve
-from tests.redis_cluster import NODE_TIMEOUT, cluster, sentinel_setup, session_cluster
-from tests.redis_server import fresh_prefix, require_redis
-from tests.stores import Progress
-from tests.test_redis_e2e import (
+from tests.e2e.client import ALICE, ended, get_json, wait_for
+from tests.e2e.redis_app import (
     APP,
     app_env,
     assert_done,
     assert_seen_arriving,
     digest,
-    ended,
     polls_while_sending,
     upload,
-    wait_for,
 )
+from tests.e2e.servers import serve
+from tests.redis_cluster import NODE_TIMEOUT, cluster, sentinel_setup, session_cluster
+from tests.redis_server import fresh_prefix, require_redis
+from tests.stores import Progress
 
 require_redis()
 
@@ -155,7 +153,7 @@ def test_two_hosts_on_a_cluster_see_each_others_uploads():
         thread = upload(host_a, upload_id)
         answers, _ = polls_while_sending(host_b, thread, upload_id)
         assert thread.join_result().json()["sha256"] == digest(1024 * 1024)
-        ended(host_a, upload_id)
+        ended(host_a.port, upload_id)
         finals = [get_json(host.port, f"/upload-progress?X-Progress-ID={upload_id}",
                            ALICE)[2] for host in (host_a, host_b)]
         listed = get_json(host_b.port, "/upload-progress", ALICE)[2]["uploads"]
@@ -175,7 +173,7 @@ def watch_failover(poller, thread, upload_id, kill, capsys, what):
     ``poller`` until it answers again, checking that every answer meanwhile
     is a 503 or the upload's progress so far; returns when it killed
     (``time.monotonic()``)."""
-    received = wait_for(lambda: (a := poll(poller, upload_id))[0] == 200
+    received = wait_for(lambda: (a := status_and_answer(poller, upload_id))[0] == 200
                         and a[1]["received"] > 0 and a[1]["received"], 10, "progress")
     kill()
     killed = time.monotonic()
@@ -183,7 +181,7 @@ def watch_failover(poller, thread, upload_id, kill, capsys, what):
     statuses = []
     while back is None:
         assert time.monotonic() - killed < FAILOVER_BOUND, statuses
-        status, answer = poll(poller, upload_id)
+        status, answer = status_and_answer(poller, upload_id)
         statuses.append(status)
         assert status in (200, 503), answer
         if status == 200:
@@ -199,7 +197,8 @@ def watch_failover(poller, thread, upload_id, kill, capsys, what):
     return killed
 
 
-def poll(server, upload_id):
+def status_and_answer(server, upload_id):
+    """One poll on a fresh connection, whatever it answers: (status, answer)."""
     status, _, answer = get_json(server.port, f"/upload-progress?X-Progress-ID={upload_id}",
                                  ALICE)
     return status, answer
@@ -215,7 +214,7 @@ def assert_tracking_resumes(host_a, host_b, killed, capsys, what,
         upload_id = uuid.uuid4().hex
         thread = upload(host_a, upload_id, size=size, chunk=size, delay=0)
         assert thread.join_result().json()["sha256"] == digest(size)
-        answer = wait_for(lambda: (a := poll(host_b, upload_id))[0] in (200, 503)
+        answer = wait_for(lambda: (a := status_and_answer(host_b, upload_id))[0] in (200, 503)
                           and a, 5, "an answer")
         if answer[0] == 200 and answer[1]["state"] == "done":
             break

@@ -9,8 +9,6 @@ SHA-256, so a test sees that the bytes arrived intact.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import signal
 import time
@@ -18,7 +16,20 @@ import uuid
 
 import pytest
 
-from tests.e2e.client import ALICE, UploadThread, get_json, payload, slow_upload
+from tests.e2e.client import ALICE, ended, poll, slow_upload, wait_for, worker_answer
+from tests.e2e.redis_app import (
+    APP,
+    CHUNK,
+    DELAY,
+    SIZE,
+    SOCKET_TIMEOUT,
+    app_env,
+    assert_done,
+    assert_seen_arriving,
+    digest,
+    polls_while_sending,
+    upload,
+)
 from tests.e2e.servers import serve
 from tests.redis_server import fresh_prefix, own_server, require_redis, session_server
 
@@ -26,84 +37,8 @@ require_redis()
 
 pytestmark = pytest.mark.e2e
 
-APP = "tests.e2e.worker_app:app"
-SIZE = 1024 * 1024
-CHUNK = 64 * 1024
-DELAY = 0.05
-SOCKET_TIMEOUT = 0.3
 #: Slack on top of the time a step should take, for a loaded 2-core machine.
 SLACK = 1.0
-
-
-def app_env(redis_url, prefix=None, **settings):
-    """The environment that makes plain_app use the Redis store."""
-    return {"UPLOAD_PROGRESS_SETTINGS": json.dumps({
-        "upload_progress.store": "redis",
-        "upload_progress.redis.url": redis_url,
-        "upload_progress.redis.prefix": prefix or fresh_prefix(),
-        "upload_progress.redis.socket_timeout": str(SOCKET_TIMEOUT),
-        "upload_progress.update_interval": "0.05",
-        **settings,
-    })}
-
-
-def digest(size):
-    return hashlib.sha256(payload(size)).hexdigest()
-
-
-def poll(server, upload_id, expect=200):
-    """One poll on a fresh connection: (answer, pid of the worker)."""
-    status, headers, answer = get_json(server.port,
-                                       f"/upload-progress?X-Progress-ID={upload_id}", ALICE)
-    assert status == expect, answer
-    return answer, headers.get("x-worker-pid")
-
-
-def upload(server, upload_id, size=SIZE, chunk=CHUNK, delay=DELAY):
-    thread = UploadThread(server.port, f"/upload?X-Progress-ID={upload_id}", size=size,
-                          chunk=chunk, delay=delay, headers=ALICE)
-    thread.start()
-    return thread
-
-
-def wait_for(condition, seconds, what):
-    deadline = time.monotonic() + seconds
-    while not (found := condition()):
-        assert time.monotonic() < deadline, f"no {what} within {seconds} s"
-        time.sleep(0.02)
-    return found
-
-
-def polls_while_sending(server, thread, upload_id, size=SIZE):
-    """Poll on fresh connections from the first ``uploading`` answer until
-    the client has sent nearly all: (answers, pids that answered)."""
-    wait_for(lambda: poll(server, upload_id)[0]["state"] == "uploading", 10, "upload")
-    answers, pids = [], set()
-    while thread.sent < size - 2 * CHUNK:
-        answer, pid = poll(server, upload_id)
-        answers.append(answer)
-        pids.add(pid)
-        time.sleep(0.01)
-    return answers, pids
-
-
-def assert_seen_arriving(answers):
-    received = [a["received"] for a in answers]
-    assert len(answers) >= 20, received
-    assert {a["state"] for a in answers} == {"uploading"}, answers
-    assert received == sorted(received)
-    assert len(set(received)) >= 3, received
-
-
-def assert_done(answer, size=SIZE):
-    assert (answer["state"], answer["received"], answer["status"]) == ("done", size, 200)
-
-
-def ended(server, upload_id):
-    """A poll once the upload has ended: the server ends a record when it
-    closes the response, which may be just after the client has it."""
-    wait_for(lambda: poll(server, upload_id)[0]["finished"] is not None, 5, "the end")
-    return poll(server, upload_id)
 
 
 @pytest.fixture(scope="module")
@@ -119,11 +54,12 @@ def test_every_worker_process_answers_with_the_same_progress(redis_url):
         thread = upload(server, upload_id)
         answers, pids = polls_while_sending(server, thread, upload_id)
         assert thread.join_result().json() == {"read": SIZE, "sha256": digest(SIZE)}
-        ended(server, upload_id)
-        finals = [poll(server, upload_id) for _ in range(10)]
+        ended(server.port, upload_id)
+        finals = [worker_answer(server.port, upload_id) for _ in range(10)]
     assert_seen_arriving(answers)
-    assert len(pids | {pid for _, pid in finals}) >= 2, "one worker answered every poll"
-    for answer, _ in finals:
+    assert len(pids | {pid for _, pid, _ in finals}) >= 2, "one worker answered every poll"
+    for status, _, answer in finals:
+        assert status == 200, answer
         assert_done(answer)
 
 
@@ -135,8 +71,8 @@ def test_two_hosts_on_one_redis_see_each_others_uploads(redis_url):
         thread = upload(host_a, upload_id)
         answers, _ = polls_while_sending(host_b, thread, upload_id)
         assert thread.join_result().json()["sha256"] == digest(SIZE)
-        ended(host_a, upload_id)
-        finals = [poll(host, upload_id)[0] for host in (host_a, host_b)]
+        ended(host_a.port, upload_id)
+        finals = [poll(host.port, upload_id) for host in (host_a, host_b)]
     assert_seen_arriving(answers)
     for answer in finals:
         assert_done(answer)
@@ -149,14 +85,14 @@ def test_a_killed_workers_upload_turns_error_then_vanishes(redis_url):
                                         "upload_progress.stall_timeout": "1"})
     with serve("gunicorn", APP, env=env, workers=1, threads=8) as server:
         thread = upload(server, upload_id, delay=0.1)
-        _, pid = wait_for(lambda: (found := poll(server, upload_id))[0]["received"] > 0
-                          and found, 10, "progress")
+        _, pid, _ = wait_for(lambda: (found := worker_answer(server.port, upload_id))[0] == 200
+                             and found[2]["received"] > 0 and found, 10, "progress")
         os.kill(int(pid), signal.SIGKILL)
         with pytest.raises(OSError):
             thread.join_result()
-        died = wait_for(lambda: (a := poll(server, upload_id)[0])["state"] == "error" and a,
+        died = wait_for(lambda: (a := poll(server.port, upload_id))["state"] == "error" and a,
                         1 + 2 * SLACK, "error")
-        wait_for(lambda: poll(server, upload_id)[0]["state"] == "starting",
+        wait_for(lambda: poll(server.port, upload_id)["state"] == "starting",
                  2 + 2 * SLACK, "expiry")
     assert 0 < died["received"] < SIZE and died["finished"] is not None
     assert session_server().keys(prefix) == []
@@ -211,7 +147,7 @@ def assert_tracked_again(server):
     upload_id = uuid.uuid4().hex
     elapsed, answer = timed_upload(server, upload_id, size=256 * 1024, delay=0)
     assert answer["sha256"] == digest(256 * 1024)
-    assert_done(ended(server, upload_id)[0], 256 * 1024)
+    assert_done(ended(server.port, upload_id), 256 * 1024)
 
 
 def assert_outage_logged_once(lines, workers=2):
@@ -232,7 +168,7 @@ def test_redis_down_before_an_upload(fault_redis, fault_app, faults):
     assert answer == {"read": 256 * 1024, "sha256": digest(256 * 1024)}
     assert elapsed < SOCKET_TIMEOUT + SLACK
     start = time.monotonic()
-    poll(fault_app, "down", expect=503)
+    poll(fault_app.port, "down", expect=503)
     assert time.monotonic() - start < SOCKET_TIMEOUT + SLACK
     fault_redis.start()
     assert_tracked_again(fault_app)
@@ -254,7 +190,7 @@ def test_redis_hung_mid_upload(fault_redis, fault_app, faults):
     def hang(thread):
         fault_redis.pause()
         start = time.monotonic()
-        poll(fault_app, "hung", expect=503)
+        poll(fault_app.port, "hung", expect=503)
         polled.append(time.monotonic() - start)
 
     elapsed, answer = timed_upload(fault_app, "hung", during=hang)
@@ -318,7 +254,7 @@ def test_round_trips_of_a_64_mib_upload(capsys):
               f"{round_trips} Redis round-trips (duration / interval = "
               f"{duration / interval:.1f})")
     # start, owner, end, the read that ends the body, and progress at most
-    # once per interval, the first an interval after the start: DESIGN.md's
+    # once per interval, the first an interval after the start: the contract's
     # bound, duration / update_interval + 3, and the body's last read (without
     # it a cancel of a body read whole would answer 200, not 404).
     assert round_trips <= duration / interval + 4

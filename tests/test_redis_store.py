@@ -16,7 +16,8 @@ import pytest
 import webtest
 from pyramid.config import Configurator
 
-from pyramid_upload_progress import IUploadProgressStore
+from tests.apps import store_of
+from tests.e2e.client import wait_for
 from tests.plain_app import HeaderSecurityPolicy, make_app, read_stream
 from tests.redis_server import fresh_prefix, own_server, require_redis, session_server
 from tests.stores import Progress
@@ -64,19 +65,6 @@ def settings_for(url, **more):
             "upload_progress.redis.socket_timeout": str(SOCKET_TIMEOUT),
             "upload_progress.threshold": "0",
             **more}
-
-
-def store_of(app):
-    return app.registry.getUtility(IUploadProgressStore)
-
-
-def eventually(condition, within=5.0):
-    """Wait until ``condition()`` holds, polling, ``within`` seconds at the
-    most: Redis expires on its own clock, which a test cannot move."""
-    deadline = time.monotonic() + within
-    while not condition():
-        assert time.monotonic() < deadline, f"not within {within} s"
-        time.sleep(0.01)
 
 
 def finished_upload(store, upload_id=None, owner="alice", size=100):
@@ -308,7 +296,7 @@ def test_nothing_is_left_of_finished_uploads_after_timeout(server):
     for n in range(5):
         finished_upload(store, f"id-{n}", owner=f"owner-{n % 2}")
     assert server.keys(prefix)
-    eventually(lambda: server.keys(prefix) == [])
+    wait_for(lambda: server.keys(prefix) == [], 5, "every key expired")
 
 
 def test_a_dead_workers_upload_turns_error_then_leaves_nothing(server):
@@ -318,10 +306,10 @@ def test_a_dead_workers_upload_turns_error_then_leaves_nothing(server):
     store.set_owner(key, "alice")
     store.update(key, 300, None)  # then the worker is killed: no finish
     assert store.get("abc", "alice").state == "uploading"
-    eventually(lambda: store.get("abc", "alice").state == "error")
+    wait_for(lambda: store.get("abc", "alice").state == "error", 5, "the record in error")
     assert store.get("abc", "alice").received == 300
-    eventually(lambda: store.get("abc", "alice") is None)
-    eventually(lambda: server.keys(prefix) == [])
+    wait_for(lambda: store.get("abc", "alice") is None, 5, "the record expired")
+    wait_for(lambda: server.keys(prefix) == [], 5, "every key expired")
 
 
 # -- failures -----------------------------------------------------------------
@@ -432,7 +420,7 @@ def test_polls_and_listings_never_write_even_over_expired_entries(server):
     for n in range(3):
         finished_upload(store, f"mine-{n}")
         finished_upload(store, "again")
-    eventually(lambda: store.get("again", "alice") is None)  # expired, the last one too
+    wait_for(lambda: store.get("again", "alice") is None, 5, "the last one expired too")
 
     def reads():
         assert store.get("mine-1", "alice") is None
@@ -452,7 +440,7 @@ def test_writes_drop_expired_uploads_from_a_hash_and_an_index(server):
     longer = server.store(prefix=prefix, timeout=60, stall_timeout=5)
     key = longer.start("abc", "/upload", 100, Progress())  # keeps both keys alive
     longer.set_owner(key, "alice")
-    eventually(lambda: store.get("def", "alice") is None)  # the short ones expired
+    wait_for(lambda: store.get("def", "alice") is None, 5, "the short ones expired")
     longer.start("abc", "/upload", 100, Progress())
     longer.set_owner(longer.start("def", "/upload", 100, Progress()), "alice")
     client = server.client()
@@ -468,15 +456,15 @@ def test_reads_can_be_answered_by_a_replica(server):
     replica = RedisServer(require_redis(), "--replicaof", HOST, str(server.port))
     try:
         replica.start()
-        eventually(lambda: replica.client().info("replication")["master_link_status"] == "up",
-                   within=10)
+        wait_for(lambda: replica.client().info("replication")["master_link_status"] == "up",
+                 10, "the replica linked")
         prefix = fresh_prefix()
         store = server.store(prefix=prefix)
         finished_upload(store, "abc")
         reader = RedisUploadProgressStore(server.store().client, prefix=prefix,
                                           read_client=redis_client(replica.url, 2.0),
                                           replica_reads=True)
-        eventually(lambda: reader.list("alice"), within=10)  # the replica catches up
+        wait_for(lambda: reader.list("alice"), 10, "the replica in sync")  # the replica catches up
         assert reader.get("abc", "alice").state == "done"
         assert [record.id for record in reader.list("alice")] == ["abc"]
         calls = replica.client().info("commandstats")

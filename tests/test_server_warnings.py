@@ -5,6 +5,7 @@ record ends ``error``). The same facts on the real servers are in
 gunicorn's sync worker and uWSGI 2.0.31 give it."""
 from __future__ import annotations
 
+import io
 import logging
 import sys
 from types import SimpleNamespace
@@ -12,19 +13,25 @@ from types import SimpleNamespace
 import pytest
 
 from pyramid_upload_progress import IUploadProgressStore, render_upload
+from tests.apps import basic_app, wsgi_call
 
-from .test_functional import make_app, wsgi_call
 
 GUNICORN_SYNC = {"SERVER_SOFTWARE": "gunicorn/27.0.1", "wsgi.multithread": False,
                  "wsgi.multiprocess": False}
+
+
 UWSGI = {"uwsgi.version": b"2.0.31", "wsgi.multithread": False, "wsgi.multiprocess": False}
+
+
 ONE_AT_A_TIME = "serves one request at a time"
+
+
 BUFFERED = "read the whole request body"
 
 
 def warnings_after(caplog, uploads, **environ):
     """The add-on's warnings after ``uploads`` tracked uploads with ``environ``."""
-    app = make_app()
+    app = basic_app()
     with caplog.at_level(logging.WARNING, logger="pyramid_upload_progress"):
         for n in range(uploads):
             wsgi_call(app, b"x" * 5000, query=f"X-Progress-ID=s{n}", **environ)[1].close()
@@ -94,7 +101,7 @@ def chunked_upload(app, **environ):
 def test_a_chunked_body_the_server_gives_no_way_to_read_ends_in_error(caplog):
     """uWSGI 2.0: no Content-Length, no ``wsgi.input_terminated``; the app
     sees an empty body and answers while the client is still sending."""
-    app = make_app()
+    app = basic_app()
     with caplog.at_level(logging.WARNING, logger="pyramid_upload_progress"):
         answers = [chunked_upload(app, **UWSGI) for _ in range(2)]
     assert [(a["state"], a["received"], a["status"]) for a in answers] == [("error", 0, 200)] * 2
@@ -103,8 +110,44 @@ def test_a_chunked_body_the_server_gives_no_way_to_read_ends_in_error(caplog):
 
 
 def test_a_readable_chunked_body_still_ends_done(caplog):
-    app = make_app()
+    app = basic_app()
     with caplog.at_level(logging.WARNING, logger="pyramid_upload_progress"):
         answer = chunked_upload(app, **{"wsgi.input_terminated": True})
     assert (answer["state"], answer["received"]) == ("done", 3000)
     assert "chunked" not in caplog.text
+
+
+def test_a_buffering_server_is_warned_about_once(caplog):
+    app = basic_app()
+    with caplog.at_level(logging.WARNING, logger="pyramid_upload_progress"):
+        for _ in range(3):
+            wsgi_call(app, b"x" * 10, SERVER_SOFTWARE="waitress")[1].close()
+    warnings = [r for r in caplog.records if "read the whole request body" in r.message]
+    assert len(warnings) == 1
+    assert "waitress" in warnings[0].message
+
+
+def test_a_streaming_server_is_not_warned_about(caplog):
+    app = basic_app()
+    with caplog.at_level(logging.WARNING, logger="pyramid_upload_progress"):
+        wsgi_call(app, b"x" * 10, SERVER_SOFTWARE="gunicorn/27.0.1")[1].close()
+    assert "read the whole request body" not in caplog.text
+
+
+def test_an_in_memory_input_is_told_apart_as_buffered(caplog):
+    app = basic_app()
+    with caplog.at_level(logging.WARNING, logger="pyramid_upload_progress"):
+        _, app_iter = wsgi_call(app, b"x" * 10, **{"wsgi.input": io.BytesIO(b"x" * 10)})
+        app_iter.close()
+    assert "read the whole request body" in caplog.text
+
+
+def test_the_memory_store_warns_once_under_a_server_with_several_processes(caplog):
+    app = basic_app()
+    with caplog.at_level(logging.WARNING, logger="pyramid_upload_progress"):
+        for n in range(3):
+            statuses, app_iter = wsgi_call(app, b"x" * 5000, query=f"X-Progress-ID=m{n}",
+                                           **{"wsgi.multiprocess": True})
+            app_iter.close()
+    [warning] = [r.getMessage() for r in caplog.records if "processes" in r.getMessage()]
+    assert "sqlite" in warning and "redis" in warning

@@ -16,8 +16,6 @@ its tests; elsewhere they skip.
 """
 from __future__ import annotations
 
-import json
-import os
 import threading
 import time
 import uuid
@@ -28,6 +26,7 @@ import pytest
 
 from tests.e2e import mod_wsgi_env, more_servers
 from tests.e2e.client import ALICE, Response, UploadThread, get_json
+from tests.e2e.more_servers import STEPS, require, settings
 from tests.e2e.servers import serve
 
 pytestmark = pytest.mark.e2e
@@ -38,26 +37,6 @@ CHUNK = 256 * 1024
 RATE = 5 * 1024 * 1024
 """16 MiB at 5 MiB/s: the body takes about 3.2 s to arrive."""
 POLL = 0.2
-#: Distinct rising values a row needs to say "progress while it arrives".
-STEPS = 5
-
-
-def require(server: str) -> None:
-    """Fail under CI, skip elsewhere, when ``server`` cannot run here."""
-    reason = more_servers.missing(server)
-    if reason is None:
-        return
-    if os.environ.get("CI"):
-        pytest.fail(f"{server} is required under CI: {reason}")
-    pytest.skip(reason)
-
-
-def settings(**values: Any) -> dict[str, str]:
-    """The environment that gives ``tests.plain_app`` these settings."""
-    return {"UPLOAD_PROGRESS_SETTINGS": json.dumps(
-        {f"upload_progress.{name}": value for name, value in values.items()})}
-
-
 @dataclass
 class Watched:
     """What the polls saw of one upload while it was arriving, and how the
@@ -121,9 +100,11 @@ def watch(port: int, path: str, *, report: str = "/upload-progress",
     return watched, upload_id
 
 
-def ended(port: int, upload_id: str, report: str = "/upload-progress",
-          timeout: float = 10.0) -> dict[str, Any]:
-    """The upload's answer once it has ended (bounded wait)."""
+def settled(port: int, upload_id: str, report: str = "/upload-progress",
+            timeout: float = 10.0) -> dict[str, Any]:
+    """The upload's answer once it is ``done`` or ``error`` (bounded wait):
+    the add-on's report view or, at ``report="/progress"``, nginx's
+    upload-progress module, whose answers have states but no ``finished``."""
     deadline = time.monotonic() + timeout
     while True:
         _, _, answer = get_json(port, f"{report}?X-Progress-ID={upload_id}", ALICE)
@@ -148,7 +129,7 @@ def test_gunicorn_sync_two_workers_sqlite_show_progress_while_arriving(tmp_path)
             store="sqlite", **{"sqlite.path": str(tmp_path / "progress.sqlite3")})) as server:
         watched, upload_id = watch(server.port, "/upload")
         assert_progress_while_arriving(watched)
-        assert ended(server.port, upload_id)["state"] == "done"
+        assert settled(server.port, upload_id)["state"] == "done"
 
 
 def test_gunicorn_sync_one_worker_memory_store_polls_wait_behind_the_upload():
@@ -158,7 +139,7 @@ def test_gunicorn_sync_one_worker_memory_store_polls_wait_behind_the_upload():
         assert {answer["state"] for answer in watched.answers} <= {"starting"}, watched
         assert watched.late >= 1, watched
         assert watched.response is not None and watched.response.status == 200
-        assert ended(server.port, upload_id)["state"] == "done"
+        assert settled(server.port, upload_id)["state"] == "done"
         assert server.output().count("serves one request at a time") == 1, server.output()
 
 
@@ -174,7 +155,7 @@ def uwsgi_server():
 def test_uwsgi_http_socket_shows_progress_while_arriving(uwsgi_server):
     watched, upload_id = watch(uwsgi_server.port, "/upload")
     assert_progress_while_arriving(watched)
-    assert ended(uwsgi_server.port, upload_id)["state"] == "done"
+    assert settled(uwsgi_server.port, upload_id)["state"] == "done"
     assert "read the whole request body" not in uwsgi_server.output()
 
 
@@ -186,7 +167,7 @@ def test_uwsgi_chunked_body_reaches_the_app_empty_and_its_upload_ends_in_error(u
     watched, upload_id = watch(uwsgi_server.port, "/upload", chunked=True)
     assert watched.steps == []
     assert watched.failure is not None or watched.response.json()["read"] == 0, watched
-    answer = ended(uwsgi_server.port, upload_id)
+    answer = settled(uwsgi_server.port, upload_id)
     assert (answer["state"], answer["received"], answer["size"]) == ("error", 0, None), answer
     assert uwsgi_server.output().count("chunked request body") == 1, uwsgi_server.output()
 
@@ -197,7 +178,7 @@ def test_uwsgi_post_buffering_hides_the_body_and_is_warned_about():
         watched, upload_id = watch(server.port, "/upload")
         assert watched.steps == [], watched
         assert watched.response is not None and watched.response.status == 200
-        assert ended(server.port, upload_id)["state"] == "done"
+        assert settled(server.port, upload_id)["state"] == "done"
         assert server.output().count("read the whole request body") == 1, server.output()
 
 
@@ -223,7 +204,7 @@ def test_mod_wsgi_shows_progress_while_arriving_with_the_body_limit_raised(
         mod_wsgi_server, chunked):
     watched, upload_id = watch(mod_wsgi_server.port, "/upload", chunked=chunked)
     assert_progress_while_arriving(watched)
-    answer = ended(mod_wsgi_server.port, upload_id)
+    answer = settled(mod_wsgi_server.port, upload_id)
     assert (answer["state"], answer["size"]) == ("done", None if chunked else SIZE)
 
 
@@ -257,7 +238,7 @@ def test_nginx_default_buffering_hides_the_body_from_the_app_and_its_module_coun
     assert addon.response is not None and addon.response.status == 200
     module, upload_id = watch(nginx_server.port, "/buffered/upload", report="/progress")
     assert len(module.steps) >= STEPS, module
-    assert ended(nginx_server.port, upload_id, report="/progress")["state"] == "done"
+    assert settled(nginx_server.port, upload_id, report="/progress")["state"] == "done"
 
 
 def test_nginx_without_request_buffering_the_app_counts_and_its_module_does_not(
@@ -270,7 +251,7 @@ def test_nginx_without_request_buffering_the_app_counts_and_its_module_does_not(
     module, upload_id = watch(nginx_server.port, "/streamed/upload", report="/progress")
     assert len(module.steps) <= 1, module
     assert "uploading" in {answer["state"] for answer in module.answers}, module
-    assert ended(nginx_server.port, upload_id, report="/progress")["state"] == "done"
+    assert settled(nginx_server.port, upload_id, report="/progress")["state"] == "done"
 
 
 def test_nginx_module_shows_no_chunked_body_arriving_and_the_app_does(nginx_server):
@@ -284,4 +265,4 @@ def test_nginx_module_shows_no_chunked_body_arriving_and_the_app_does(nginx_serv
     assert module.response is not None and module.response.status == 200
     addon, upload_id = watch(nginx_server.port, "/streamed/upload", chunked=True)
     assert_progress_while_arriving(addon)
-    assert ended(nginx_server.port, upload_id)["size"] is None
+    assert settled(nginx_server.port, upload_id)["size"] is None

@@ -21,6 +21,7 @@ import uuid
 import pytest
 import webtest
 
+from tests.apps import poll
 from tests.sqla_app import main
 
 REMOTE = {"REMOTE_ADDR": "127.0.0.1"}  # where the toolbar shows itself
@@ -82,10 +83,6 @@ def upload(app, path="/upload", *, pid=None, userid=1, data=None, status=200, **
                     content_type="application/octet-stream", status=status, **kw)
 
 
-def poll(app, pid, userid=1):
-    return app.get("/upload-progress", headers={**user(userid), "X-Progress-ID": pid}).json
-
-
 def listing(app, userid=1):
     return app.get("/upload-progress", headers=user(userid)).json["uploads"]
 
@@ -143,7 +140,7 @@ def test_an_upload_is_done_in_its_owners_listing(app, addon_errors, form):
 def test_the_owner_answers_done_by_id(app):
     pid = new_id()
     upload(app, pid=pid)
-    answer = poll(app, pid, userid=1)
+    answer = poll(app, pid, headers=user(1)).json
     assert (answer["id"], answer["state"], answer["received"]) == (pid, "done", SIZE)
 
 
@@ -156,7 +153,7 @@ def test_another_users_listing_lacks_the_upload(app):
 def test_another_users_poll_by_id_answers_starting(app):
     pid = new_id()
     upload(app, pid=pid, userid=1)
-    answer = poll(app, pid, userid=2)
+    answer = poll(app, pid, headers=user(2)).json
     assert answer["state"] == "starting"
     assert (answer["received"], answer["size"]) == (0, None)
 
@@ -170,7 +167,7 @@ def test_an_anonymous_listing_is_empty(app):
 def test_an_anonymous_upload_is_visible_by_its_id_alone(app):
     pid = new_id()
     upload(app, pid=pid, userid=None)
-    assert poll(app, pid, userid=2)["state"] == "done"
+    assert poll(app, pid, headers=user(2)).json["state"] == "done"
     assert listed(app, pid, userid=1) == listed(app, pid, userid=2) == []
 
 
@@ -268,8 +265,8 @@ def test_an_upload_whose_owner_lookup_raises_is_served_untracked(app_without_ann
 
     assert response.status_int == 200
     assert response.json["bytes"] == SIZE
-    assert poll(app, pid, userid=None)["state"] == "starting"
-    assert poll(app, pid, userid=1)["state"] == "starting"
+    assert poll(app, pid, headers=user(None)).json["state"] == "starting"
+    assert poll(app, pid, headers=user(1)).json["state"] == "starting"
     [logged] = [r for r in caplog.records if r.name.startswith(ADDON_LOGGER)]
     assert logged.levelno == logging.ERROR
     assert "owner" in logged.getMessage()

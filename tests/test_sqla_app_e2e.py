@@ -17,7 +17,7 @@ import uuid
 
 import pytest
 
-from tests.e2e.client import UploadThread, get_json, payload, slow_upload
+from tests.e2e.client import UploadThread, get_json, listing, payload, poll, slow_upload
 from tests.e2e.servers import serve
 
 pytestmark = pytest.mark.e2e
@@ -58,25 +58,12 @@ def user(userid) -> dict[str, str]:
     return {"X-User-Id": str(userid)}
 
 
-def poll(server, pid, userid=1):
-    status, headers, answer = get_json(server.url, "/upload-progress",
-                                       {**user(userid), "X-Progress-ID": pid})
-    assert status == 200, answer
-    return answer
-
-
-def listed(server, pid, userid=1):
-    status, _, answer = get_json(server.url, "/upload-progress", user(userid))
-    assert status == 200, answer
-    return [u for u in answer["uploads"] if u["id"] == pid]
-
-
 def settled(server, pid, userid=1):
     """The upload as its owner's listing shows it once it has left
     ``uploading``; polls for at most ``SETTLE_TIMEOUT`` seconds."""
     deadline = time.monotonic() + SETTLE_TIMEOUT
     while True:
-        records = listed(server, pid, userid)
+        records = listing(server.url, user(userid), upload_id=pid)
         if records and records[0]["state"] != "uploading":
             [record] = records
             return record
@@ -96,8 +83,8 @@ def watch(server, path, pid):
     seen, unlisted_while_arriving = [], []
     upload.start()
     while upload.is_alive():
-        in_listing = bool(listed(server, pid))
-        answer = poll(server, pid)
+        in_listing = bool(listing(server.url, user(1), upload_id=pid))
+        answer = poll(server.url, pid, user(1))
         if answer["state"] == "uploading" and answer["received"] < SIZE:
             # Asked before this poll: the body was still arriving then.
             unlisted_while_arriving.append(not in_listing)
@@ -126,9 +113,9 @@ def test_a_finished_upload_is_done_for_its_owner_alone(server, quiet_addon):
     record = settled(server, pid)
     assert record["state"] == "done"
     assert record["received"] == record["size"] == SIZE
-    assert poll(server, pid, userid=1)["state"] == "done"
-    assert listed(server, pid, userid=2) == []
-    answer = poll(server, pid, userid=2)
+    assert poll(server.url, pid, user(1))["state"] == "done"
+    assert listing(server.url, user(2), upload_id=pid) == []
+    answer = poll(server.url, pid, user(2))
     assert (answer["state"], answer["received"], answer["size"]) == ("starting", 0, None)
 
 

@@ -19,7 +19,7 @@ import uuid
 
 import pytest
 
-from tests.e2e.client import UploadThread, get_json, payload, slow_upload
+from tests.e2e.client import ALICE, UploadThread, payload, slow_upload, worker_answer
 from tests.e2e.servers import serve
 from tests.read_only import read_only
 
@@ -52,13 +52,6 @@ def sqlite_server(path, *, preload=False, threads=16, **settings):
         yield server
 
 
-def poll(server, upload_id, user):
-    """(status, answering worker's pid, answer) of a poll on a new connection."""
-    status, headers, answer = get_json(
-        server.port, f"/upload-progress?X-Progress-ID={upload_id}", {"X-User": user})
-    return status, headers.get("x-worker-pid"), answer
-
-
 def upload(server, upload_id, user, size, chunk=64 * 1024, delay=0.02):
     """A tracked upload; returns (response, seconds it took)."""
     began = time.monotonic()
@@ -77,7 +70,7 @@ def wait_for_state(server, upload_id, user, state, timeout=10.0):
     """Poll until ``state`` (bounded); return the answer."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        status, _, answer = poll(server, upload_id, user)
+        status, _, answer = worker_answer(server.port, upload_id, {"X-User": user})
         if status == 200 and answer["state"] == state:
             return answer
         time.sleep(0.02)
@@ -95,12 +88,12 @@ def test_every_worker_answers_a_slow_uploads_progress(tmp_path, preload):
         loads = server.output().count("app loaded in")
         thread = UploadThread(server.port, f"/upload?X-Progress-ID={upload_id}",
                               size=size, chunk=chunk, delay=0.03,
-                              headers={"X-User": "alice"})
+                              headers=ALICE)
         thread.start()
         wait_for_state(server, upload_id, "alice", "uploading")
         answers, workers = [], set()
         while thread.is_alive() and thread.sent < size - 8 * chunk and len(answers) < 40:
-            status, pid, answer = poll(server, upload_id, "alice")
+            status, pid, answer = worker_answer(server.port, upload_id, ALICE)
             assert status == 200
             answers.append(answer)
             workers.add(pid)
@@ -110,7 +103,7 @@ def test_every_worker_answers_a_slow_uploads_progress(tmp_path, preload):
         finals = {}
         deadline = time.monotonic() + 10
         while len(finals) < WORKERS and time.monotonic() < deadline:
-            status, pid, answer = poll(server, upload_id, "alice")
+            status, pid, answer = worker_answer(server.port, upload_id, ALICE)
             finals[pid] = (status, answer["state"], answer["received"])
             time.sleep(0.01)
 
@@ -137,7 +130,8 @@ def test_two_hundred_concurrent_uploads_are_all_tracked_and_served(tmp_path):
         n = first
         while any(thread.is_alive() for thread in threads) and len(latencies) < 5000:
             began = time.monotonic()
-            status, _, _ = poll(server, ids[n % count], owners[n % count])
+            status, _, _ = worker_answer(server.port, ids[n % count],
+                                         {"X-User": owners[n % count]})
             latencies.append(time.monotonic() - began)
             statuses.append(status)
             n += pollers
@@ -213,7 +207,7 @@ def test_a_write_lock_held_elsewhere_never_delays_an_upload(tmp_path):
         response, unlocked = upload(server, "unlocked", "alice", size)
         assert served_whole(response, size)
         through = UploadThread(server.port, "/upload?X-Progress-ID=through", size=size,
-                               chunk=64 * 1024, delay=0.02, headers={"X-User": "alice"})
+                               chunk=64 * 1024, delay=0.02, headers=ALICE)
         began = time.monotonic()
         through.start()
         wait_for_state(server, "through", "alice", "uploading")
@@ -222,7 +216,7 @@ def test_a_write_lock_held_elsewhere_never_delays_an_upload(tmp_path):
             through_response = through.join_result()
             through_took = time.monotonic() - began
             poll_began = time.monotonic()
-            during = poll(server, "locked", "alice")
+            during = worker_answer(server.port, "locked", ALICE)
             poll_took = time.monotonic() - poll_began
         response, _ = upload(server, "after", "alice", size)
         after = wait_for_state(server, "after", "alice", "done")
@@ -242,12 +236,12 @@ def test_a_deleted_file_leaves_uploads_served_and_tracking_resumes(tmp_path):
     size = 1024 * 1024
     with sqlite_server(path, **{"upload_progress.update_interval": "0.05"}) as server:
         thread = UploadThread(server.port, "/upload?X-Progress-ID=across", size=size,
-                              chunk=32 * 1024, delay=0.03, headers={"X-User": "alice"})
+                              chunk=32 * 1024, delay=0.03, headers=ALICE)
         thread.start()
         wait_for_state(server, "across", "alice", "uploading")
         os.unlink(path)
         across = thread.join_result()
-        status, _, lost = poll(server, "across", "alice")
+        status, _, lost = worker_answer(server.port, "across", ALICE)
         response, _ = upload(server, "after", "alice", size)
         after = wait_for_state(server, "after", "alice", "done")
 
@@ -264,13 +258,13 @@ def test_a_read_only_file_leaves_uploads_served(tmp_path):
         upload(server, "before", "alice", size)
         with read_only(path):
             responses = [upload(server, f"during-{n}", "alice", size)[0] for n in range(3)]
-            during = [poll(server, f"during-{n}", "alice") for n in range(3)]
+            during = [worker_answer(server.port, f"during-{n}", ALICE) for n in range(3)]
         # A connection opened while the file was read-only is replaced after
         # its first failed write; so within a few uploads tracking is back.
         for attempt in range(WORKERS * 4 + 1):
             response, _ = upload(server, f"after-{attempt}", "alice", size)
             assert served_whole(response, size)
-            _, _, after = poll(server, f"after-{attempt}", "alice")
+            _, _, after = worker_answer(server.port, f"after-{attempt}", ALICE)
             if after["state"] == "done":
                 break
 

@@ -23,8 +23,8 @@ from pyramid_upload_progress.stores.sqlite import (
     sqlite_store_factory,
 )
 
-from .read_only import read_only
-from .stores import FakeClock, Progress
+from tests.read_only import read_only
+from tests.stores import Progress
 
 PATH_SETTING = "upload_progress.sqlite.path"
 
@@ -32,11 +32,6 @@ PATH_SETTING = "upload_progress.sqlite.path"
 @pytest.fixture
 def path(tmp_path):
     return str(tmp_path / "upload-progress.sqlite3")
-
-
-@pytest.fixture
-def clock():
-    return FakeClock()
 
 
 def make_store(path, clock, **kwargs):

@@ -16,7 +16,7 @@ import pytest
 
 from pyramid_upload_progress.testing import StoreContract
 
-from .stores import memory_backend, redis_backend, redis_cluster_backend, sqlite_backend
+from tests.stores import memory_backend, redis_backend, redis_cluster_backend, sqlite_backend
 
 
 class TestMemoryStore(StoreContract):

@@ -1,6 +1,6 @@
-"""Every store answers the same random sequences of calls identically
-(issue 20, "go wider"): the memory, SQLite and Redis stores, driven as the
-add-on drives a store, give the same records but for their times.
+"""Every store answers the same random sequences of calls identically: the
+memory, SQLite and Redis stores, driven as the add-on drives a store, give
+the same records but for their times.
 
 Each seed makes a sequence of calls - starts, reads (``update``, with
 ``ended`` for the read that ends the body), owners, stages, ends, discards,
@@ -16,7 +16,7 @@ import random
 
 import pytest
 
-from .stores import BACKENDS, Progress
+from tests.stores import BACKENDS, Progress
 
 KINDS = ("memory", "sqlite", "redis")
 IDS = ("a", "b", None)

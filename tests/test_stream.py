@@ -2,92 +2,41 @@
 
 Streaming behaviour is tested against a hand-built, non-seekable input, as
 real servers give; rewinding against ``io.BytesIO``, as WebTest gives.
+
+The wrapper has exactly the methods of the server's input and answers each
+call as the server's input would, readlines' hint included, and
+``received`` is the bytes the application has read. Random read sequences
+run once on a bare input of a real server (gunicorn, cheroot) and once on
+the same input behind ``counting_input``; answers (bytes or exception
+type) must be the same, ``received`` the bytes handed out, and a body that
+arrived whole is never taken for a client that went away.
 """
 from __future__ import annotations
 
 import io
+import json
 
 import pytest
 import webob
+from hypothesis import HealthCheck, given, settings, strategies as st
+from pyramid.response import Response
 from webob.request import DisconnectionError
 
 from pyramid_upload_progress.stream import CountingInput, UploadCancelled, counting_input
+from tests.apps import basic_app, wsgi_call
+from tests.server_inputs import (
+    NO_ARGUMENT,
+    LinesServerInput,
+    ServerInput,
+    cheroot_chunked,
+    cheroot_length,
+    chunked_wire,
+    gunicorn_chunked,
+    gunicorn_length,
+)
+
 
 BODY = b"first line\nsecond line\nthird line\n"
-NO_ARGUMENT = object()
-
-
-class ServerInput:
-    """A server's request body input: not seekable, records every call.
-
-    It holds ``data`` (which may be longer than the Content-Length, or
-    shorter when the client went away); each read hands out at most
-    ``chunk`` bytes, as a socket may; from byte ``fail_at`` on, reads raise
-    ``error``.
-    """
-
-    def __init__(self, data: bytes, *, chunk: int | None = None,
-                 fail_at: int | None = None,
-                 error: Exception | None = None) -> None:
-        self._data = data
-        self._pos = 0
-        self._chunk = chunk
-        self._fail_at = fail_at
-        self._error = error or ConnectionResetError("client went away")
-        self.calls: list[tuple[str, object]] = []
-        self.closed = False
-
-    def _take(self, want: int) -> bytes:
-        if self._fail_at is not None and self._pos >= self._fail_at:
-            raise self._error
-        if self._chunk is not None:
-            want = min(want, self._chunk)
-        data = self._data[self._pos:self._pos + want]
-        self._pos += len(data)
-        return data
-
-    def read(self, *args: int | None) -> bytes:
-        self.calls.append(("read", args[0] if args else NO_ARGUMENT))
-        size = args[0] if args else -1
-        if size is None or size < 0:
-            size = len(self._data)
-        return self._take(size)
-
-    def readline(self, *args: int | None) -> bytes:
-        self.calls.append(("readline", args[0] if args else NO_ARGUMENT))
-        size = args[0] if args else -1
-        end = self._data.find(b"\n", self._pos)
-        line_length = (len(self._data) if end < 0 else end + 1) - self._pos
-        if size is not None and size >= 0:
-            line_length = min(line_length, size)
-        return self._take(line_length)
-
-    def close(self) -> None:
-        self.calls.append(("close", NO_ARGUMENT))
-        self.closed = True
-
-
-class LinesServerInput(ServerInput):
-    """A server input that also has ``readlines`` and iteration, answering
-    them its own way, as gunicorn's ``Body`` does: ``readlines`` reads the
-    whole rest of the body, whatever the hint."""
-
-    def readlines(self, *args: int | None) -> list[bytes]:
-        self.calls.append(("readlines", args[0] if args else NO_ARGUMENT))
-        rest = self._take(len(self._data) - self._pos)
-        return rest.splitlines(keepends=True)
-
-    def __iter__(self):
-        return self
-
-    def __next__(self) -> bytes:
-        line = self.readline()
-        if not line:
-            raise StopIteration
-        return line
-
-    def sizes_asked(self) -> list[object]:
-        return [size for name, size in self.calls if name in ("read", "readline")]
 
 
 class Progress:
@@ -113,7 +62,7 @@ def counting(raw, size, progress) -> CountingInput:
     return counting_input(raw, size, progress)
 
 
-# -- every read method returns the body and counts it ------------------------
+# -- every read method returns the body and counts it -------------------------
 
 def test_read_returns_the_whole_body_and_counts_it(progress):
     stream = counting(ServerInput(BODY), len(BODY), progress)
@@ -196,7 +145,7 @@ def test_close_closes_the_server_input(progress):
     assert raw.closed
 
 
-# -- never asks for more than asked, nor past the Content-Length -------------
+# -- never asks for more than asked, nor past the Content-Length --------------
 
 def test_read_all_asks_the_server_only_for_the_content_length(progress):
     raw = ServerInput(BODY + b"garbage after the body")
@@ -276,7 +225,7 @@ def test_received_never_exceeds_the_content_length(progress, read_all):
     assert max(progress.values) <= 25
 
 
-# -- progress ---------------------------------------------------------------
+# -- progress -----------------------------------------------------------------
 
 def test_on_progress_is_called_with_increasing_values(progress):
     stream = counting(ServerInput(BODY), len(BODY), progress)
@@ -664,7 +613,7 @@ def test_a_body_read_whole_stays_read_whole_after_a_seek_back(progress):
     assert stream.ended
 
 
-# -- the end of the body: on_end ----------------------------------------------------
+# -- the end of the body: on_end ----------------------------------------------
 
 class EndSeen:
     """An observer and an ``on_end`` that record the order they are called in."""
@@ -755,3 +704,247 @@ def test_a_cancel_learnt_by_on_end_refuses_the_read_that_ended_a_chunked_body():
     with pytest.raises(UploadCancelled):
         stream.read(8192)
     assert stream.cancel_raised
+
+
+# -- the stream has exactly the methods of the server's input -----------------
+
+def duck_typed_upload(request):
+    """What boto3's s3transfer does with a file it is handed."""
+    body = request.environ["wsgi.input"]
+    if hasattr(body, "seek"):
+        try:
+            body.seek(0, 1)
+        except OSError:
+            pass
+    return Response(json={"read": len(body.read())})
+
+
+def test_a_library_that_duck_types_the_body_gets_the_servers_interface():
+    app = basic_app(configure=lambda config: (
+        config.add_route("duck", "/duck"), config.add_view(duck_typed_upload, route_name="duck")))
+    statuses, app_iter = wsgi_call(app, b"x" * 5000, path="/duck")
+    assert statuses == ["200 OK"]
+    assert json.loads(b"".join(app_iter)) == {"read": 5000}
+    app_iter.close()
+
+
+# -- the stream passes calls through, as a user meets it ---------------------
+
+def readlines_view(request):
+    return Response(json={"lines": len(request.environ["wsgi.input"].readlines(10))})
+
+
+def test_readlines_hint_is_the_servers_to_answer():
+    class GunicornLikeInput:
+        """readlines() reads the whole rest, whatever the hint."""
+
+        def __init__(self, data):
+            self._data = data
+
+        def read(self, size=-1):
+            data, self._data = self._data, b""
+            return data
+
+        def readline(self, size=-1):
+            return self.read()
+
+        def readlines(self, hint=None):
+            return self.read().splitlines(keepends=True)
+
+    body = b"first\nsecond\nthird\n"
+    app = basic_app(configure=lambda config: (
+        config.add_route("lines", "/lines"), config.add_view(readlines_view, route_name="lines")))
+    statuses, app_iter = wsgi_call(app, body, path="/lines",
+                                   **{"wsgi.input": GunicornLikeInput(body)})
+    assert json.loads(b"".join(app_iter)) == {"lines": 3}
+    app_iter.close()
+
+
+ATTACK = settings(max_examples=150, deadline=None, database=None,
+                  suppress_health_check=[HealthCheck.too_slow])
+
+
+SIZES = st.one_of(st.none(), st.just(-1), st.integers(0, 80), st.just(65536))
+
+
+OPS = st.lists(st.one_of(
+    st.tuples(st.sampled_from(["read", "readline", "readlines"]),
+              st.one_of(st.just(()), SIZES.map(lambda n: (n,)))),
+    st.tuples(st.sampled_from(["next", "iterate"]), st.just(())),
+), min_size=1, max_size=12)
+
+
+BODIES = st.lists(st.binary(max_size=40), max_size=12).map(b"\n".join)
+
+
+PIECES = st.lists(st.integers(1, 64), min_size=1, max_size=6)
+
+
+def call(stream, name, args):
+    """One read of the application's; bytes, a list of lines, or the
+    exception's type."""
+    try:
+        if name == "next":
+            return next(stream)
+        if name == "iterate":
+            return list(stream)
+        return getattr(stream, name)(*args)
+    except Exception as exc:  # StopIteration included: that is an answer too
+        return type(exc)
+
+
+def returned(answer) -> int:
+    if isinstance(answer, bytes):
+        return len(answer)
+    if isinstance(answer, list):
+        return sum(map(len, answer))
+    return 0
+
+
+def compare(make, size, ops, *, whole):
+    """Run ``ops`` on a bare input and on a counting one; check the promises."""
+    bare, raw = make(), make()
+    stream = counting_input(raw, size)
+    got = 0
+    raised = False
+    for name, args in ops:
+        if not hasattr(bare, "__iter__") and name in ("next", "iterate"):
+            continue
+        expected = call(bare, name, args)
+        answer = call(stream, name, args)
+        assert answer == expected, (name, args)
+        got += returned(answer)
+        raised = raised or answer not in (StopIteration,) and isinstance(answer, type)
+        assert stream.received == got, (name, args)
+    if whole and not raised:
+        assert not stream.disconnected, "a body that arrived whole counts as a disconnect"
+
+
+@ATTACK
+@given(body=BODIES, pieces=PIECES, ops=OPS, cut=st.one_of(st.none(), st.integers(0, 400)),
+       extra=st.binary(max_size=20))
+def test_gunicorn_length_body_answers_as_bare(body, pieces, ops, cut, extra):
+    wire = body[:cut] if cut is not None else body + extra
+    compare(lambda: gunicorn_length(wire, len(body), pieces), len(body), ops,
+            whole=cut is None or cut >= len(body))
+
+
+@ATTACK
+@given(body=BODIES, pieces=PIECES, chunks=PIECES, ops=OPS,
+       cut=st.one_of(st.none(), st.integers(0, 600)), extra=st.binary(max_size=20))
+def test_gunicorn_chunked_body_answers_as_bare(body, pieces, chunks, ops, cut, extra):
+    wire = chunked_wire(body, chunks)
+    whole = cut is None or cut >= len(wire)
+    wire = wire[:cut] if cut is not None else wire + extra
+    compare(lambda: gunicorn_chunked(wire, pieces), None, ops, whole=whole)
+
+
+@ATTACK
+@given(body=BODIES, pieces=PIECES, ops=OPS, cut=st.one_of(st.none(), st.integers(0, 400)))
+def test_cheroot_length_body_answers_as_bare(body, pieces, ops, cut):
+    wire = body[:cut] if cut is not None else body
+    compare(lambda: cheroot_length(wire, len(body), pieces), len(body), ops,
+            whole=cut is None or cut >= len(body))
+
+
+# cheroot's ChunkedRFile.readline loops for ever on a line feed (its own
+# bug, bare or wrapped), so its bodies here carry none.
+@ATTACK
+@given(body=BODIES.map(lambda b: b.replace(b"\n", b"")), pieces=PIECES, chunks=PIECES,
+       ops=OPS, cut=st.one_of(st.none(), st.integers(0, 600)))
+def test_cheroot_chunked_body_answers_as_bare(body, pieces, chunks, ops, cut):
+    wire = chunked_wire(body, chunks)
+    whole = cut is None or cut >= len(wire)
+    wire = wire[:cut] if cut is not None else wire
+    compare(lambda: cheroot_chunked(wire, pieces), None, ops, whole=whole)
+
+
+# -- exactly the server's methods ---------------------------------------------
+
+def every_input():
+    body = b"a\nb\n"
+    return {
+        "gunicorn-length": gunicorn_length(body, len(body), [2]),
+        "gunicorn-chunked": gunicorn_chunked(chunked_wire(body, [3]), [5]),
+        "cheroot-length": cheroot_length(body, len(body), [2]),
+        "cheroot-chunked": cheroot_chunked(chunked_wire(body, [3]), [5]),
+    }
+
+
+IO_NAMES = ("read", "readline", "readlines", "__iter__", "__next__", "seek", "tell",
+            "close", "fileno", "readable", "seekable", "readinto", "read1", "peek",
+            "isatty", "flush", "writable", "write", "truncate")
+
+
+@pytest.mark.parametrize("name", sorted(every_input()))
+def test_the_stream_has_the_file_methods_of_the_input_and_no_others(name):
+    raw = every_input()[name]
+    stream = counting_input(raw, None)
+    assert {n for n in IO_NAMES if hasattr(stream, n)} == \
+        {n for n in IO_NAMES if hasattr(raw, n)}
+
+
+def public_methods(obj) -> set[str]:
+    return {n for n in dir(type(obj)) if not n.startswith("_") and callable(getattr(obj, n))}
+
+
+@pytest.mark.parametrize("name", sorted(every_input()))
+def test_the_stream_has_every_public_method_of_the_input(name):
+    """"exactly the methods of the server's input": gunicorn's ``Body`` has
+    ``next`` and ``getsize``, cheroot's ``next`` and ``read_trailer_lines``."""
+    raw = every_input()[name]
+    stream = counting_input(raw, None)
+    assert public_methods(raw) <= public_methods(stream)
+
+
+# -- what the random sequences found, pinned ----------------------------------
+
+def test_read_without_a_size_reads_a_chunked_body_on_cheroot():
+    """cheroot's ``ChunkedRFile.read(-1)`` answers b"" (``read()`` reads all):
+    the wrapper must ask as the application asked."""
+    wire = chunked_wire(b"the whole body", [4])
+    assert cheroot_chunked(wire, [64]).read() == b"the whole body"
+    stream = counting_input(cheroot_chunked(wire, [64]), None)
+    assert stream.read() == b"the whole body"
+    assert stream.received == 14
+
+
+def cheroot_chunked_app_reading_body_file():
+    from pyramid.config import Configurator
+    from pyramid.response import Response
+
+    def view(request):
+        return Response(json={"body": request.body_file.read().decode()})
+
+    with Configurator() as config:
+        config.include("pyramid_upload_progress")
+        config.add_route("upload", "/upload")
+        config.add_view(view, route_name="upload")
+        return config.make_wsgi_app()
+
+
+def test_request_body_file_read_gets_a_chunked_upload_on_cheroot():
+    """The same through Pyramid: a view's ``request.body_file.read()`` of a
+    chunked upload served by cheroot (which sets ``wsgi.input_terminated``)."""
+    import webob
+
+    environ = webob.Request.blank("/upload", method="POST").environ
+    environ.update({
+        "HTTP_TRANSFER_ENCODING": "chunked", "wsgi.input_terminated": True,
+        "wsgi.input": cheroot_chunked(chunked_wire(b"payload " * 100, [50]), [64]),
+    })
+    environ.pop("CONTENT_LENGTH", None)
+    response = webob.Request(environ).get_response(cheroot_chunked_app_reading_body_file())
+    assert response.json == {"body": "payload " * 100}
+
+
+def test_readlines_of_a_whole_body_on_cheroot_is_no_disconnect():
+    """cheroot's ``KnownLengthRFile.readlines()`` answers [] (its hint 0 is
+    passed on to ``readline(0)``); that empty answer is cheroot's, not the
+    client's going away: the upload must not end in ``error``."""
+    body = b"line one\nline two\n"
+    stream = counting_input(cheroot_length(body, len(body), [64]), len(body))
+    assert stream.readlines() == []
+    assert stream.read() == body
+    assert stream.received == len(body)
+    assert not stream.disconnected

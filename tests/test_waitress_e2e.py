@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.client import UploadThread, get_json
+from tests.e2e.client import UploadThread, get_json, listing, poll
 from tests.e2e.servers import HOST, REPO_ROOT, Server, _stop, _wait_until_ready, free_port
 from tests.redis_server import own_server
 from tests.waitress_venvs import NEWEST, OLDEST, waitress_venv
@@ -107,18 +107,6 @@ def pserve(bin_dir: Path, tmp: Path, **settings: str) -> Iterator[Server]:
             _stop(process)
 
 
-def poll(server: Server, pid: str) -> dict:
-    status, _, answer = get_json(server.url, "/upload-progress", {**ALICE, "X-Progress-ID": pid})
-    assert status == 200, answer
-    return answer
-
-
-def listed(server: Server, pid: str) -> list[dict]:
-    status, _, answer = get_json(server.url, "/upload-progress", ALICE)
-    assert status == 200, answer
-    return [upload for upload in answer["uploads"] if upload["id"] == pid]
-
-
 def test_a_slow_upload_rises_by_id_then_lands_in_the_owners_listing(waitress_bin, tmp_path,
                                                                    capsys):
     with pserve(waitress_bin, tmp_path) as server:
@@ -128,14 +116,14 @@ def test_a_slow_upload_rises_by_id_then_lands_in_the_owners_listing(waitress_bin
         by_id, in_listing = [], []
         deadline = time.monotonic() + 60
         while upload.is_alive() and time.monotonic() < deadline:
-            by_id.append(poll(server, "big32"))
-            in_listing += listed(server, "big32")
+            by_id.append(poll(server.url, "big32", ALICE))
+            in_listing += listing(server.url, ALICE, upload_id="big32")
             time.sleep(POLL_EVERY)
         response = upload.join_result()
         deadline = time.monotonic() + SETTLE_TIMEOUT
         while not [u for u in in_listing if u["state"] == "done"]:
             assert time.monotonic() < deadline, in_listing[-1:]
-            in_listing += listed(server, "big32")
+            in_listing += listing(server.url, ALICE, upload_id="big32")
             time.sleep(0.05)
         output = server.output()
     assert response.status == 200 and response.json()["bytes"] == SIZE
@@ -162,7 +150,7 @@ def test_a_hung_redis_stalls_no_other_request(waitress_bin, tmp_path, capsys):
         for upload in uploads:
             upload.start()
         deadline = time.monotonic() + SETTLE_TIMEOUT
-        while poll(server, "hung2")["received"] == 0:
+        while poll(server.url, "hung2", ALICE)["received"] == 0:
             assert time.monotonic() < deadline, "no progress before the hang"
             time.sleep(0.05)
         redis.pause()

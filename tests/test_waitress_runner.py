@@ -25,16 +25,23 @@ from pyramid.config import Configurator
 from pyramid.response import Response
 from waitress import wasyncore
 
-from pyramid_upload_progress import MemoryUploadProgressStore
-from pyramid_upload_progress import waitress_runner
+from pyramid_upload_progress import MemoryUploadProgressStore, waitress_runner
 from pyramid_upload_progress.stores.sqlite import SQLiteUploadProgressStore
 from pyramid_upload_progress.waitress_runner import StoreWriter, create_server, find_policy
-from tests.e2e.client import UploadThread, get_json, read_response, slow_upload
+from tests.e2e.client import (
+    ALICE,
+    UploadThread,
+    get_json,
+    listing,
+    poll,
+    read_response,
+    slow_upload,
+    wait_for,
+)
 from tests.plain_app import HeaderSecurityPolicy, read_stream
 
 pytestmark = pytest.mark.timeout(60)
 
-ALICE = {"X-User": "alice"}
 SIZE = 1024 * 1024
 CHUNK = 64 * 1024
 DELAY = 0.03
@@ -67,7 +74,7 @@ class RecordingSQLiteStore(SQLiteUploadProgressStore):
         return super().finish(key, received, files, status, failed, cancelled)
 
 
-def make_app(store: Any = None, gate: threading.Event | None = None,
+def runner_app(store: Any = None, gate: threading.Event | None = None,
              **settings: Any) -> Any:
     """The app: ``/upload`` reads the body in 16 KiB pieces (once ``gate``
     is set, if given); ``calls`` counts the upload view's calls."""
@@ -117,7 +124,7 @@ def served(app: Any, **settings: Any) -> Iterator[str]:
 
 @pytest.mark.parametrize("status", [200, 403])
 def test_an_upload_the_app_never_takes_ends_with_the_answers_status(status):
-    app = make_app()
+    app = runner_app()
 
     class Gate:
         """Middleware that answers ``/gate`` itself, having read the body."""
@@ -137,7 +144,7 @@ def test_an_upload_the_app_never_takes_ends_with_the_answers_status(status):
                                headers={**ALICE, "X-Progress-ID": "gate1"})
         assert response.status == status
         last = wait_for(lambda: (lambda a: a if a["state"] != "uploading" else None)(
-            poll(url, "gate1")), "the record's end")
+            poll(url, "gate1")), WAIT, "the record's end")
     assert (last["state"], last["status"], last["received"]) == (
         "done" if status == 200 else "error", status, SIZE)
 
@@ -157,18 +164,6 @@ def _request(url: str, method: str, path: str) -> tuple[int, dict[str, str], Any
     return response.status, dict(response.getheaders()), body
 
 
-def poll(url: str, pid: str, headers: dict[str, str] = ALICE) -> dict[str, Any]:
-    status, _, answer = get_json(url, "/upload-progress", {**headers, "X-Progress-ID": pid})
-    assert status == 200, answer
-    return answer
-
-
-def listing(url: str, headers: dict[str, str] = ALICE) -> list[dict[str, Any]]:
-    status, _, answer = get_json(url, "/upload-progress", headers)
-    assert status == 200, answer
-    return answer["uploads"]
-
-
 def watch(url: str, pid: str, upload: UploadThread) -> list[dict[str, Any]]:
     """Polls of ``pid`` until the upload's response is in and its record
     has ended (bounded)."""
@@ -185,16 +180,6 @@ def watch(url: str, pid: str, upload: UploadThread) -> list[dict[str, Any]]:
                 return seen
         time.sleep(POLL_EVERY)
     raise AssertionError(f"no end within the time: {seen[-3:]}")
-
-
-def wait_for(condition, what: str) -> Any:
-    deadline = time.monotonic() + WAIT
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.01)
-    raise AssertionError(f"{what}: not within {WAIT} s")
 
 
 def rising(seen: list[dict[str, Any]]) -> list[int]:
@@ -217,7 +202,7 @@ def never_down(seen: list[dict[str, Any]]) -> bool:
 
 @pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
 def test_received_rises_while_waitress_receives_the_body(chunked):
-    app = make_app()
+    app = runner_app()
     with served(app) as url:
         upload = UploadThread(url, "/upload", size=SIZE, chunk=CHUNK, delay=DELAY,
                               chunked=chunked, headers={**ALICE, "X-Progress-ID": "rise1"})
@@ -233,22 +218,22 @@ def test_received_rises_while_waitress_receives_the_body(chunked):
 
 
 def test_the_upload_is_pending_while_waitress_buffers_then_owned():
-    app = make_app()
+    app = runner_app()
     with served(app) as url:
         upload = UploadThread(url, "/upload", size=SIZE, chunk=CHUNK, delay=DELAY,
                               headers={**ALICE, "X-Progress-ID": "pend1"})
         upload.start()
-        wait_for(lambda: poll(url, "pend1")["received"] > 0, "progress by id")
+        wait_for(lambda: poll(url, "pend1")["received"] > 0, WAIT, "progress by id")
         assert listing(url) == []  # pending: by id alone
         assert poll(url, "pend1", {"X-User": "bob"})["received"] > 0
         upload.join_result()
         records = wait_for(lambda: [u for u in listing(url) if u["state"] == "done"],
-                           "the upload in alice's listing")
+                           WAIT, "the upload in alice's listing")
     assert [(u["id"], u["received"]) for u in records] == [("pend1", SIZE)]
 
 
 def test_rate_is_the_bodys_real_arrival():
-    app = make_app()
+    app = runner_app()
     with served(app) as url:
         upload = UploadThread(url, "/upload", size=SIZE, chunk=CHUNK, delay=DELAY,
                               headers={**ALICE, "X-Progress-ID": "rate1"})
@@ -263,7 +248,7 @@ def test_rate_is_the_bodys_real_arrival():
 
 def test_a_throttled_store_is_never_written_a_lower_received(tmp_path):
     store = RecordingSQLiteStore(str(tmp_path / "up.sqlite"))
-    app = make_app(store)
+    app = runner_app(store)
     with served(app) as url:
         upload = UploadThread(url, "/upload", size=SIZE, chunk=CHUNK, delay=DELAY,
                               headers={**ALICE, "X-Progress-ID": "thr1"})
@@ -279,7 +264,7 @@ def test_a_throttled_store_is_never_written_a_lower_received(tmp_path):
 
 def test_an_upload_without_an_id_is_counted_only_by_the_app():
     store = MemoryUploadProgressStore()
-    app = make_app(store, **{"upload_progress.threshold": "0"})
+    app = runner_app(store, **{"upload_progress.threshold": "0"})
     started = []
     original = store.start
     store.start = lambda *args: started.append(args[0]) or original(*args)
@@ -291,7 +276,7 @@ def test_an_upload_without_an_id_is_counted_only_by_the_app():
 
 
 def test_no_buffered_body_warning_under_the_runner(caplog):
-    app = make_app(**{"upload_progress.threshold": "0"})
+    app = runner_app(**{"upload_progress.threshold": "0"})
     with caplog.at_level(logging.WARNING), served(app) as url:
         slow_upload(url, "/upload", size=SIZE, chunk=CHUNK, delay=0, headers=ALICE)
         slow_upload(url, "/upload", size=SIZE, chunk=CHUNK, delay=0,
@@ -316,14 +301,14 @@ class HangingStore(MemoryUploadProgressStore):
 
 def test_a_hanging_store_holds_up_no_body_and_no_other_request():
     store = HangingStore()
-    app = make_app(store)
+    app = runner_app(store)
     try:
         with served(app) as url:
             upload = UploadThread(url, "/upload", size=SIZE, chunk=CHUNK, delay=0,
                                   headers={**ALICE, "X-Progress-ID": "hang1"})
             upload.start()
             # The writer hangs in start(); waitress reads the body all the same.
-            wait_for(lambda: upload.sent == SIZE, "the whole body sent")
+            wait_for(lambda: upload.sent == SIZE, WAIT, "the whole body sent")
             for _ in range(5):
                 began = time.monotonic()
                 assert _request(url, "GET", "/")[0] == 200
@@ -355,7 +340,7 @@ def test_the_writer_coalesces_and_never_blocks():
         writer.submit(second)
     assert time.monotonic() - began < 1.0
     release.set()
-    wait_for(lambda: second.writes, "second's write")
+    wait_for(lambda: second.writes, WAIT, "second's write")
     assert (first.writes, second.writes) == (1, 1)
 
 
@@ -369,7 +354,7 @@ def test_the_writer_drops_when_too_far_behind(monkeypatch):
             release.wait(WAIT)
 
     writer.submit(Upload())
-    wait_for(lambda: not writer._pending, "the writer busy with the first")
+    wait_for(lambda: not writer._pending, WAIT, "the writer busy with the first")
     for _ in range(3):
         writer.submit(Upload())
     release.set()
@@ -380,12 +365,12 @@ def test_the_writer_drops_when_too_far_behind(monkeypatch):
 
 
 def test_a_cancel_while_waitress_buffers_stops_the_body_and_never_calls_the_app():
-    app = make_app()
+    app = runner_app()
     with served(app) as url:
         upload = UploadThread(url, "/upload", size=8 * SIZE, chunk=CHUNK, delay=DELAY,
                               headers={**ALICE, "X-Progress-ID": "cancel1"})
         upload.start()
-        wait_for(lambda: poll(url, "cancel1")["received"] > 0, "progress by id")
+        wait_for(lambda: poll(url, "cancel1")["received"] > 0, WAIT, "progress by id")
         status, _, answer = _request(url, "DELETE", "/upload-progress?X-Progress-ID=cancel1")
         assert status == 200 and answer["cancelled"] is True
         try:
@@ -395,7 +380,7 @@ def test_a_cancel_while_waitress_buffers_stops_the_body_and_never_calls_the_app(
         assert response is None or response.status == 409
         assert upload.sent < 8 * SIZE
         last = wait_for(lambda: (lambda a: a if a["state"] == "error" else None)(
-            poll(url, "cancel1")), "the record's end")
+            poll(url, "cancel1")), WAIT, "the record's end")
     assert (last["status"], last["cancelled"]) == (409, True)
     assert app.calls == []
 
@@ -405,26 +390,26 @@ def test_a_cancel_once_waitress_has_the_body_answers_404(store, tmp_path):
     gate = threading.Event()
     if store == "sqlite":
         store = SQLiteUploadProgressStore(str(tmp_path / "up.sqlite"))
-    app = make_app(store, gate=gate)
+    app = runner_app(store, gate=gate)
     with served(app) as url:
         upload = UploadThread(url, "/upload", size=SIZE, chunk=CHUNK, delay=0,
                               headers={**ALICE, "X-Progress-ID": "late1"})
         upload.start()
         try:
-            wait_for(lambda: app.calls, "the app called")  # waitress has the body
+            wait_for(lambda: app.calls, WAIT, "the app called")  # waitress has the body
             status, _, _ = _request(url, "DELETE", "/upload-progress?X-Progress-ID=late1")
         finally:
             gate.set()
         assert upload.join_result().status == 200
         last = wait_for(lambda: (lambda a: a if a["state"] == "done" else None)(
-            poll(url, "late1")), "the record's end")
+            poll(url, "late1")), WAIT, "the record's end")
     assert status == 404
     assert last["cancelled"] is False
 
 
 @pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
 def test_waitress_body_size_refusal_ends_the_record_with_413(chunked):
-    app = make_app()
+    app = runner_app()
     with served(app, max_request_body_size=SIZE // 2) as url:
         try:
             response = slow_upload(url, "/upload", size=SIZE, chunk=CHUNK, delay=0,
@@ -434,18 +419,18 @@ def test_waitress_body_size_refusal_ends_the_record_with_413(chunked):
             response = None
         assert response is None or response.status == 413
         last = wait_for(lambda: (lambda a: a if a["state"] == "error" else None)(
-            poll(url, "big1")), "the record's end")
+            poll(url, "big1")), WAIT, "the record's end")
     assert last["status"] == 413
     assert app.calls == []
 
 
 def test_a_client_gone_mid_body_ends_the_record_error():
-    app = make_app()
+    app = runner_app()
     with served(app) as url:
         slow_upload(url, "/upload", size=SIZE, chunk=CHUNK, delay=0.01,
                     disconnect_after=SIZE // 2, headers={**ALICE, "X-Progress-ID": "gone1"})
         last = wait_for(lambda: (lambda a: a if a["state"] == "error" else None)(
-            poll(url, "gone1")), "the record's end")
+            poll(url, "gone1")), WAIT, "the record's end")
     assert 0 < last["received"] <= SIZE // 2
     assert app.calls == []
 
@@ -470,7 +455,7 @@ def test_moved_internals_log_one_warning_and_serve_as_plain_waitress(monkeypatch
                                  lambda self, value: setattr(self, "left", value)),
                         raising=False)
     monkeypatch.delattr(FixedStreamReceiver, "remain")
-    app = make_app()
+    app = runner_app()
     socket_map: dict[int, Any] = {}
     with caplog.at_level(logging.WARNING):
         server = create_server(app, map=socket_map, listen="127.0.0.1:0")
@@ -485,7 +470,7 @@ def test_moved_internals_log_one_warning_and_serve_as_plain_waitress(monkeypatch
 
 
 def test_a_runner_failure_at_request_time_serves_the_request(monkeypatch, caplog):
-    app = make_app()
+    app = runner_app()
 
     def broken(*args, **kwargs):
         raise RuntimeError("broken on purpose")
@@ -501,7 +486,7 @@ def test_a_runner_failure_at_request_time_serves_the_request(monkeypatch, caplog
 
 
 def test_the_runner_finds_the_app_through_middleware():
-    app = make_app()
+    app = runner_app()
 
     class Filter:
         def __init__(self, app):
@@ -531,19 +516,19 @@ def test_an_app_without_the_add_on_is_served_as_plain_waitress(caplog):
         wasyncore.close_all(socket_map)
 
 
-# --- attacks ------------------------------------------------------------------
+# --- what attacks on the runner found, pinned ---------------------------------
 
 
 def test_a_cancel_before_the_last_bytes_arrive_stops_the_body():
     """The DELETE answered 200 while the body was still arriving: the read
     that brings its last bytes (fewer than waitress reads at once) must not
     hand it to the app."""
-    app = make_app()
+    app = runner_app()
     answers = []
 
     def cancel_before_the_last_chunk(sent):
         if sent == SIZE:
-            wait_for(lambda: poll(url, "last1")["received"] == sent, "the body but a chunk")
+            wait_for(lambda: poll(url, "last1")["received"] == sent, WAIT, "the body but a chunk")
             answers.append(_request(url, "DELETE", "/upload-progress?X-Progress-ID=last1"))
 
     with served(app) as url:
@@ -555,7 +540,7 @@ def test_a_cancel_before_the_last_bytes_arrive_stops_the_body():
             response = None  # the connection closed under the client
         assert [(status, answer["cancelled"]) for status, _, answer in answers] == [(200, True)]
         last = wait_for(lambda: (lambda a: a if a["state"] != "uploading" else None)(
-            poll(url, "last1")), "the record's end")
+            poll(url, "last1")), WAIT, "the record's end")
     assert response is None or response.status == 409
     assert (last["state"], last["status"], last["cancelled"]) == ("error", 409, True)
     assert app.calls == []
@@ -567,23 +552,23 @@ def test_a_client_gone_once_the_body_is_in_but_before_the_app_runs_ends_the_reco
     app for that request. The record must not stay ``uploading``."""
     gate = threading.Event()
     store = MemoryUploadProgressStore(timeout=300, stall_timeout=3600, max_uploads=100)
-    app = make_app(store=store, gate=gate)
+    app = runner_app(store=store, gate=gate)
     # Read from the store, not polled: the one thread is busy, a poll would queue.
     record = lambda: store.get("queued1", None)  # noqa: E731
     with served(app, threads=1, channel_request_lookahead=1) as url:
         busy = UploadThread(url, "/upload", size=10, chunk=10, delay=0, headers=ALICE)
         busy.start()
         try:
-            wait_for(lambda: app.calls, "the one thread busy")
+            wait_for(lambda: app.calls, WAIT, "the one thread busy")
             slow_upload(url, "/upload", size=SIZE, chunk=CHUNK, delay=0, disconnect_after=SIZE,
                         headers={**ALICE, "X-Progress-ID": "queued1"})
             wait_for(lambda: record() is not None and record().received == SIZE,
-                     "the whole body in")
+                     WAIT, "the whole body in")
         finally:
             gate.set()
         assert busy.join_result().status == 200
         last = wait_for(lambda: (lambda r: r if r.state != "uploading" else None)(record()),
-                        "the record's end")
+                        WAIT, "the record's end")
     assert (last.state, last.received) == ("error", SIZE)
     assert app.calls == ["/upload"]
 
@@ -596,7 +581,7 @@ def test_a_body_sent_to_the_report_path_is_never_tracked(path, settings):
     """waitress gives the app ``//upload-progress`` as ``/upload-progress``
     (and moves ``url_prefix`` to ``SCRIPT_NAME``): the report view's own
     path, which is never tracked."""
-    app = make_app()
+    app = runner_app()
     with served(app, **settings) as url:
         response = slow_upload(url, f"{path}?X-Progress-ID=rp1", size=10, chunk=10, delay=0,
                                headers=ALICE)
@@ -625,7 +610,7 @@ def test_a_cancel_a_throttled_store_took_before_the_bodys_end_is_written_is_kept
     yet): the store then says so at that write, and the upload is stopped
     as the contract has it, never served on as if not cancelled."""
     store = EndGatedSQLiteStore(str(tmp_path / "up.sqlite"))
-    app = make_app(store)
+    app = runner_app(store)
     with served(app) as url:
         upload = UploadThread(url, "/upload", size=SIZE, chunk=CHUNK, delay=0,
                               headers={**ALICE, "X-Progress-ID": "endgate1"})
@@ -638,7 +623,7 @@ def test_a_cancel_a_throttled_store_took_before_the_bodys_end_is_written_is_kept
         assert (status, answer["cancelled"]) == (200, True)
         response = upload.join_result()
         last = wait_for(lambda: (lambda a: a if a["state"] != "uploading" else None)(
-            poll(url, "endgate1")), "the record's end")
+            poll(url, "endgate1")), WAIT, "the record's end")
     assert response.status == 409
     assert (last["state"], last["status"], last["cancelled"]) == ("error", 409, True)
 
@@ -646,7 +631,7 @@ def test_a_cancel_a_throttled_store_took_before_the_bodys_end_is_written_is_kept
 def test_an_uploads_connection_stays_open_for_the_next_request():
     """An upload's response keeps the Content-Length the app gave it, so
     waitress keeps the connection open (HTTP/1.1 keep-alive)."""
-    app = make_app()
+    app = runner_app()
     with served(app) as url:
         host, port = url.removeprefix("http://").split(":")
         connection = http.client.HTTPConnection(host, int(port), timeout=WAIT)
@@ -665,7 +650,7 @@ def test_an_uploads_connection_stays_open_for_the_next_request():
 def test_pipelined_uploads_on_one_connection_each_get_their_own_record():
     """Two uploads with ids and a GET, sent at once on one keep-alive
     connection: waitress parses them in one read, each its own record."""
-    app = make_app()
+    app = runner_app()
     heads = [b"POST /upload?X-Progress-ID=pipe1 HTTP/1.1\r\nHost: h\r\nX-User: alice\r\n"
              b"Content-Length: 5000\r\n\r\n" + b"a" * 5000,
              b"POST /upload HTTP/1.1\r\nHost: h\r\nX-User: alice\r\nX-Progress-ID: pipe2\r\n"
@@ -680,7 +665,7 @@ def test_pipelined_uploads_on_one_connection_each_get_their_own_record():
         assert [a.status for a in answers] == [200, 200, 200]
         assert [a.json()["read"] for a in answers[:2]] == [5000, 7000]
         ends = [wait_for(lambda pid=pid: (lambda a: a if a["state"] == "done" else None)(
-            poll(url, pid)), "the record's end") for pid in ("pipe1", "pipe2")]
+            poll(url, pid)), WAIT, "the record's end") for pid in ("pipe1", "pipe2")]
     assert [(e["received"], e["size"]) for e in ends] == [(5000, 5000), (7000, None)]
 
 
@@ -707,7 +692,7 @@ def test_waitress_io_thread_never_calls_the_store():
     write comes from the writer or an app thread, never from waitress's
     I/O thread."""
     store = ThreadNotingStore()
-    app = make_app(store)
+    app = runner_app(store)
     with served(app, max_request_body_size=4 * SIZE) as url:
         slow_upload(url, "/upload", size=SIZE, chunk=CHUNK, delay=0,
                     headers={**ALICE, "X-Progress-ID": "io1"})
@@ -717,7 +702,7 @@ def test_waitress_io_thread_never_calls_the_store():
         slow_upload(url, "/upload", size=SIZE, chunk=CHUNK, delay=0, disconnect_after=SIZE // 2,
                     headers={**ALICE, "X-Progress-ID": "io3"})
         for pid in ("io1", "io2", "io3"):
-            wait_for(lambda pid=pid: poll(url, pid)["state"] in ("done", "error"), pid)
+            wait_for(lambda pid=pid: poll(url, pid)["state"] in ("done", "error"), WAIT, pid)
     assert store.threads and "waitress-io" not in store.threads, store.threads
 
 
@@ -725,7 +710,7 @@ def test_chunk_extensions_trailers_and_expect_continue_are_counted_as_the_body()
     """A chunked body with chunk extensions and a trailer, sent after
     waitress's ``100 Continue``: ``received`` is the body's bytes, as the
     app reads them."""
-    app = make_app()
+    app = runner_app()
     with served(app) as url:
         host, port = url.removeprefix("http://").split(":")
         with socket.create_connection((host, int(port)), timeout=WAIT) as sock:
@@ -736,10 +721,10 @@ def test_chunk_extensions_trailers_and_expect_continue_are_counted_as_the_body()
                 assert stream.readline().startswith(b"HTTP/1.1 100 ")
                 assert stream.readline() == b"\r\n"
                 sock.sendall(b"5;name=value\r\nhello\r\n")
-                wait_for(lambda: poll(url, "ext1")["received"] == 5, "the first chunk")
+                wait_for(lambda: poll(url, "ext1")["received"] == 5, WAIT, "the first chunk")
                 sock.sendall(b'6;a="b;c"\r\n world\r\n0\r\nX-Trailer: yes\r\n\r\n')
                 response = read_response(stream)
         last = wait_for(lambda: (lambda a: a if a["state"] == "done" else None)(
-            poll(url, "ext1")), "the record's end")
+            poll(url, "ext1")), WAIT, "the record's end")
     assert (response.status, response.json()["read"]) == (200, 11)
     assert (last["received"], last["size"], last["status"]) == (11, None, 200)

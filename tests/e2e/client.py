@@ -5,7 +5,9 @@ leaves: ``slow_upload`` sends a body a chunk at a time with a pause between
 chunks, optionally as ``Transfer-Encoding: chunked``, as multipart form
 data, or breaking the connection half-way. ``UploadThread`` runs it in the
 background while the test polls with ``get_json`` from the main thread.
-Every socket operation has a timeout.
+Every socket operation has a timeout. ``poll`` asks the report view about
+one upload, ``listing`` for the user's uploads, ``ended`` waits (bounded)
+for an upload's end, and ``wait_for`` is the bounded wait on a condition.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
 HOST = "127.0.0.1"
+REPORT = "/upload-progress"
+"""Where the add-on's report view is unless the settings move it."""
 ALICE = {"X-User": "alice"}
 """The headers of a request by user alice (``tests.plain_app``'s security
 policy reads the principal from ``X-User``)."""
@@ -244,3 +248,58 @@ class UploadThread(threading.Thread):
         if self._error is not None:
             raise self._error
         return self._result
+
+
+def poll(url_or_port: str | int, upload_id: str, headers: Mapping[str, str] | None = ALICE,
+         *, report: str = REPORT, expect: int = 200, timeout: float = 10) -> Any:
+    """The report view's answer about ``upload_id`` (in the query), asked on
+    a fresh connection; its status must be ``expect``, and like every answer
+    at the report path it is never cached."""
+    status, response_headers, answer = get_json(
+        url_or_port, f"{report}?X-Progress-ID={upload_id}", headers, timeout)
+    assert status == expect, (status, answer)
+    assert response_headers["cache-control"] == "no-store", response_headers
+    return answer
+
+
+def worker_answer(url_or_port: str | int, upload_id: str,
+                  headers: Mapping[str, str] | None = ALICE) -> tuple[int, str | None, Any]:
+    """A poll about ``upload_id`` on a fresh connection, whatever it
+    answers: (status, the pid of the worker that answered, as
+    ``tests/e2e/worker_app.py`` says it, answer)."""
+    status, response_headers, answer = get_json(
+        url_or_port, f"{REPORT}?X-Progress-ID={upload_id}", headers)
+    return status, response_headers.get("x-worker-pid"), answer
+
+
+def listing(url_or_port: str | int, headers: Mapping[str, str] | None = ALICE,
+            *, report: str = REPORT, upload_id: str | None = None) -> list[Any]:
+    """The uploads the report view lists for the user of ``headers``; with
+    ``upload_id``, only those with that id."""
+    status, _, answer = get_json(url_or_port, report, headers)
+    assert status == 200, (status, answer)
+    return [upload for upload in answer["uploads"]
+            if upload_id is None or upload["id"] == upload_id]
+
+
+def wait_for(condition: Callable[[], Any], seconds: float, what: str) -> Any:
+    """The first true value of ``condition()``, asked every 20 ms for at
+    most ``seconds``; fails naming ``what`` when none came."""
+    deadline = time.monotonic() + seconds
+    while not (found := condition()):
+        assert time.monotonic() < deadline, f"no {what} within {seconds} s"
+        time.sleep(0.02)
+    return found
+
+
+def ended(url_or_port: str | int, upload_id: str, headers: Mapping[str, str] | None = ALICE,
+          *, report: str = REPORT, seconds: float = 5) -> Any:
+    """The answer about ``upload_id`` once its upload has ended: a server
+    ends a record when it closes the response, which may be just after the
+    client has it."""
+
+    def finished() -> Any:
+        answer = poll(url_or_port, upload_id, headers, report=report)
+        return answer if answer["finished"] is not None else None
+
+    return wait_for(finished, seconds, f"end of upload {upload_id}")

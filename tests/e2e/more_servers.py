@@ -9,11 +9,12 @@ upload-progress module in front of another server.
 
 Servers that are not installed are the caller's to judge: ``missing()``
 says why one cannot run; under ``CI`` the tests fail on it, elsewhere they
-skip (see ``tests/test_servers_more.py``).
+skip (``require()``).
 """
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import subprocess
@@ -21,6 +22,9 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from tests.e2e import mod_wsgi_env
 from tests.e2e.servers import HOST, REPO_ROOT, Server, _stop, _wait_until_ready, free_port
@@ -41,6 +45,26 @@ def missing(server: str) -> str | None:
         if not NGINX_MODULE.exists():
             return f"{NGINX_MODULE} is missing (apt-get install libnginx-mod-http-uploadprogress)"
     return None
+
+
+#: Distinct rising values a row needs to say "progress while it arrives".
+STEPS = 5
+
+
+def require(server: str) -> None:
+    """Fail under CI, skip elsewhere, when ``server`` cannot run here."""
+    reason = missing(server)
+    if reason is None:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"{server} is required under CI: {reason}")
+    pytest.skip(reason)
+
+
+def settings(**values: Any) -> dict[str, str]:
+    """The environment that gives ``tests.plain_app`` these settings."""
+    return {"UPLOAD_PROGRESS_SETTINGS": json.dumps(
+        {f"upload_progress.{name}": value for name, value in values.items()})}
 
 
 @contextlib.contextmanager

@@ -1,12 +1,13 @@
-"""``request.upload_progress.stage()``: its values and its misuse (issue 20,
-item 5, and "stage and event misuse from other threads and after the
-response").
+"""Processing stages: ``request.upload_progress.stage()`` shows in polls
+while the app works on an upload and stays after its end;
+``pyramid_upload_progress.stage(request, ...)`` is the same in one call
+whether or not the request is tracked.
 
-DESIGN.md, "Processing after the body arrives": ``done`` and ``total`` are
-ints or ``None`` (anything ``operator.index`` accepts is taken as its int);
-any other value raises ``TypeError`` at the call, so that no value JSON
-cannot carry reaches a store or an answer; a stage call never raises
-because of the store. Each test runs against every store.
+``done`` and ``total`` are ints or ``None`` (anything ``operator.index``
+accepts is taken as its int); any other value raises ``TypeError`` at the
+call, so that no value JSON cannot carry reaches a store or an answer; a
+stage call never raises because of the store. Misuse (other threads, after
+the response, from event subscribers) is tested against every store.
 """
 from __future__ import annotations
 
@@ -16,14 +17,26 @@ from fractions import Fraction
 
 import pytest
 import webtest
-from pyramid.config import Configurator
 from pyramid.response import Response
+from pyramid.testing import DummyRequest
 
-from pyramid_upload_progress import UploadFinished, UploadStarted
-from tests.attack_app import WAIT, Background, GatedInput, make_app, serve_upload, store_of
-from tests.attack_stores import each_store, store_settings
+from pyramid_upload_progress import MemoryUploadProgressStore, UploadFinished, UploadStarted, stage
+from tests.apps import (
+    WAIT,
+    Background,
+    Gate,
+    GatedInput,
+    basic_app,
+    make_app,
+    poll,
+    serve_upload,
+    store_of,
+    wsgi_call,
+    wsgi_call_in_thread,
+)
 from tests.e2e.client import ALICE
-from tests.plain_app import HeaderSecurityPolicy
+from tests.store_kinds import each_store, store_settings
+
 
 SIZE = 50_000
 
@@ -118,7 +131,7 @@ def stage_and_hold_view(value):
     return view
 
 
-# -- misuse: other threads, after the response ------------------------------------
+# -- misuse: other threads, after the response --------------------------------
 
 @each_store()
 def test_stage_from_another_thread_while_the_request_reads(kind):
@@ -187,23 +200,18 @@ def test_a_raising_subscriber_ends_the_record_once_and_sends_each_event_once(kin
         request.body_file.read()
         return Response("ok")
 
-    settings = {"upload_progress.threshold": "0", **store_settings(kind)}
-    with Configurator(settings=settings) as config:
-        config.set_security_policy(HeaderSecurityPolicy())
-        config.include("pyramid_upload_progress")
+    def subscribe(config):
         config.add_subscriber(count("started"), UploadStarted)
         config.add_subscriber(count("finished"), UploadFinished)
         config.add_subscriber(broken, event)
-        config.add_route("read", "/read")
-        config.add_view(read, route_name="read")
-        app = config.make_wsgi_app()
+
+    app = make_app({"read": read}, store_settings(kind), configure=subscribe)
     with pytest.raises(RuntimeError):
         serve_upload(app, b"e" * SIZE, "/read", headers=ALICE, query="X-Progress-ID=ev")
     record = store_of(app).get("ev", "alice")
     assert record.finished is not None
     assert record.state == ("error" if event is UploadStarted else "done")
     assert seen == ["started", "finished"]
-
 
 
 @each_store()
@@ -216,18 +224,126 @@ def test_stages_from_event_subscribers_are_kept_before_the_end_and_ignored_after
         request.body_file.read()
         return Response("ok")
 
-    settings = {"upload_progress.threshold": "0", **store_settings(kind)}
-    with Configurator(settings=settings) as config:
-        config.set_security_policy(HeaderSecurityPolicy())
-        config.include("pyramid_upload_progress")
+    def subscribe(config):
         config.add_subscriber(lambda e: e.request.upload_progress.stage("queued", 0, 1),
                               UploadStarted)
         config.add_subscriber(lambda e: e.request.upload_progress.stage("too late", 1, 1),
                               UploadFinished)
-        config.add_route("read", "/read")
-        config.add_view(read, route_name="read")
-        app = config.make_wsgi_app()
+
+    app = make_app({"read": read}, store_settings(kind), configure=subscribe)
     response = serve_upload(app, b"q" * SIZE, "/read", headers=ALICE, query="X-Progress-ID=q1")
     assert response.status_int == 200
     record = store_of(app).get("q1", "alice")
     assert (record.state, record.stage) == ("done", {"name": "queued", "done": 0, "total": 1})
+
+
+# -- processing stages --------------------------------------------------------
+
+def staged_view(gate: Gate):
+    def view(request):
+        request.body_file.read()
+        request.upload_progress.stage("virus scan")
+        request.upload_progress.stage("thumbnails", 1, 2)
+        gate.hold()
+        request.upload_progress.stage("thumbnails", 2, 2)
+        return Response("processed")
+
+    return view
+
+
+def test_a_stage_shows_while_the_app_works_and_stays_after_the_end():
+    gate = Gate()
+    app = basic_app(configure=lambda config: (
+        config.add_route("staged", "/staged"), config.add_view(staged_view(gate), route_name="staged")))
+    thread = wsgi_call_in_thread(app, b"x" * 5000, "/staged")
+    assert gate.waiting.wait(WAIT)
+    answer = poll(webtest.TestApp(app), "w1").json
+    assert (answer["state"], answer["received"], answer["size"]) == ("uploading", 5000, 5000)
+    assert answer["stage"] == {"name": "thumbnails", "done": 1, "total": 2}
+    gate.go.set()
+    thread.result()
+    answer = poll(webtest.TestApp(app), "w1").json
+    assert answer["state"] == "done"
+    assert answer["stage"] == {"name": "thumbnails", "done": 2, "total": 2}
+
+
+class CountingStages(MemoryUploadProgressStore):
+    throttled = True
+
+    def __init__(self, fail=False):
+        super().__init__()
+        self.stages = []
+        self.updates = []
+        self.fail = fail
+
+    def update(self, key, received, files, ended=False):
+        self.updates.append(received)
+        return super().update(key, received, files, ended)
+
+    def stage(self, key, name, done, total):
+        if self.fail:
+            raise ConnectionError("store is down")
+        self.stages.append((name, done))
+        super().stage(key, name, done, total)
+
+
+def many_stages(request):
+    request.body_file.read()
+    for n in range(100):
+        request.upload_progress.stage("resize", n, 99)
+    request.upload_progress.stage("store")
+    for n in range(100):
+        request.upload_progress.stage("copy", n, 99)
+    return Response("ok")
+
+
+def stages_app(store, interval="3600"):
+    return basic_app({"upload_progress.update_interval": interval}, store=store,
+                    configure=lambda config: (config.add_route("many", "/many"),
+                                              config.add_view(many_stages, route_name="many")))
+
+
+def test_a_throttled_store_gets_each_new_stage_at_once_and_the_last_call_by_the_end():
+    store = CountingStages()
+    statuses, app_iter = wsgi_call(stages_app(store), b"x" * 5000, path="/many")
+    app_iter.close()
+    assert store.stages == [("resize", 0), ("store", None), ("copy", 0), ("copy", 99)]
+    assert store.get("w1", "alice").stage == {"name": "copy", "done": 99, "total": 99}
+    # The body was read within the first interval: the first stage wrote it.
+    assert store.updates == [5000]
+
+
+def test_a_store_failing_on_a_stage_leaves_the_response_untouched():
+    store = CountingStages(fail=True)
+    statuses, app_iter = wsgi_call(stages_app(store), b"x" * 5000, path="/many")
+    assert (statuses, b"".join(app_iter)) == (["200 OK"], b"ok")
+    app_iter.close()
+
+
+# -- stage(request, ...): one call whether or not the request is tracked --------
+
+def read_then_stage(request):
+    data = request.body_file.read()
+    stage(request, "thumbnails", 3, 12)
+    return Response(json={"read": len(data)})
+
+
+def test_a_tracked_requests_stage_shows_in_its_upload():
+    app = make_app({"read": read_then_stage})
+    serve_upload(app, b"x" * SIZE, "/read", headers=ALICE, query="X-Progress-ID=staged")
+    answer = webtest.TestApp(app).get("/upload-progress?X-Progress-ID=staged",
+                                      headers=ALICE).json
+    assert answer["stage"] == {"name": "thumbnails", "done": 3, "total": 12}
+
+
+def test_an_untracked_request_is_served_as_if_nothing_was_said():
+    app = make_app({"read": read_then_stage}, {"upload_progress.threshold": str(SIZE + 1)})
+    response = webtest.TestApp(app).post("/read", b"x" * SIZE, headers=ALICE)
+    assert response.json == {"read": SIZE}
+
+
+@pytest.mark.parametrize("args", [(3,), ("scan", 1.5), ("scan", None, Decimal(2)),
+                                  ("scan", float("nan"))])
+def test_a_bad_stage_raises_type_error_also_untracked(args):
+    with pytest.raises(TypeError):
+        stage(DummyRequest(), *args)

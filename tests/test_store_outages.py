@@ -1,21 +1,23 @@
-"""Attack: the store goes away in the middle of uploads, in process.
+"""A store that fails or goes away never reaches the upload.
 
-DESIGN.md: "The tween never lets a store failure reach the upload: it logs
-and carries on serving the request untracked"; Redis: "a call that fails or
-takes longer than upload_progress.redis.socket_timeout leaves that upload
-untracked and served"; SQLite: "a call that fails or waits on a lock for
-more than about 100 ms leaves the upload untracked and served"; a stage call
-"never raises because of the store"; reports answer 503 "when the store
-cannot be reached", JSON as every answer at the report path, never 500.
+A store failure is logged and the request is served untracked: a Redis
+call that fails or takes longer than ``redis.socket_timeout``, a SQLite
+call that fails or waits on a lock for more than about 100 ms, leaves that
+upload untracked and served; a stage
+call never raises because of the store; reports answer a JSON 503 when the
+store cannot be reached, never 500; an outage is logged once and its end
+once.
 
-Uploads are held mid-body, the store is taken away (Redis stopped or hung;
-the SQLite file unlinked, its directory removed, garbage put in its place,
-its write lock held elsewhere), then polls, cancels and new uploads come, the held uploads go on
-(each reading on and calling ``stage``), and the store comes back.
+In the middle of uploads: uploads are held mid-body, the store is taken
+away (Redis stopped or hung; the SQLite file unlinked, its directory
+removed, garbage put in its place, its write lock held elsewhere), then
+polls, cancels and new uploads come, the held uploads go on (each reading
+on and calling ``stage``), and the store comes back.
 """
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import sqlite3
@@ -26,11 +28,101 @@ from collections.abc import Callable, Iterator
 import pytest
 import webtest
 from pyramid.response import Response
+from zope.interface import implementer
 
-from pyramid_upload_progress import stage
-
+from pyramid_upload_progress import IUploadProgressStore, MemoryUploadProgressStore, stage
 from tests.app_clock import give_clock
-from tests.attack_app import WAIT, held_upload, make_app
+from tests.apps import WAIT, basic_app, held_upload, make_app, poll, upload
+
+
+@implementer(IUploadProgressStore)
+class FailingStore:
+    """A store whose server is down: every call raises."""
+
+    throttled = False
+
+    def _down(self, *args):
+        raise ConnectionError("store is down")
+
+    start = update = set_owner = stage = finish = discard = get = list = cancel = _down
+
+
+def test_a_failing_store_answers_503_json():
+    app = webtest.TestApp(basic_app(store=FailingStore()))
+    for path in ("/upload-progress", "/upload-progress?X-Progress-ID=x1"):
+        res = app.get(path, headers={"X-User": "alice"}, status=503)
+        assert res.content_type == "application/json"
+        assert res.headers["Cache-Control"] == "no-store"
+        assert "error" in res.json
+
+
+def test_a_failing_store_never_reaches_the_upload(caplog):
+    app = webtest.TestApp(basic_app(store=FailingStore()))
+    assert upload(app, upload_id="u1", size=5000).json == {"read": 5000}
+    assert "store is down" in caplog.text
+
+
+@implementer(IUploadProgressStore)
+class StoreFailingAfterStart(MemoryUploadProgressStore):
+    """Starts uploads, then fails on ``method``; throttled, so that it is
+    sent progress writes."""
+
+    throttled = True
+
+    def __init__(self, method):
+        super().__init__()
+        self.calls = []
+
+        def fail(*args, **kw):
+            self.calls.append(method)
+            raise ConnectionError(f"{method} failed")
+
+        setattr(self, method, fail)
+
+
+@pytest.mark.parametrize("method", ["update", "set_owner", "finish"])
+def test_a_store_failing_mid_upload_never_reaches_the_upload(method):
+    store = StoreFailingAfterStart(method)
+    app = webtest.TestApp(basic_app({"upload_progress.update_interval": "0"}, store=store))
+    assert upload(app, upload_id="u1", size=5000).json == {"read": 5000}
+    assert store.calls == [method]
+
+
+class FlappingStore(MemoryUploadProgressStore):
+    """A store that is down while ``down`` is true."""
+
+    def __init__(self):
+        super().__init__()
+        self.down = False
+
+    def start(self, *args):
+        if self.down:
+            raise ConnectionError("store is down")
+        return super().start(*args)
+
+    def get(self, *args):
+        if self.down:
+            raise ConnectionError("store is down")
+        return super().get(*args)
+
+
+def test_an_outage_is_logged_once_and_its_end_once(caplog):
+    store = FlappingStore()
+    app = webtest.TestApp(basic_app(store=store))
+    with caplog.at_level(logging.WARNING, logger="pyramid_upload_progress"):
+        store.down = True
+        for n in range(5):
+            upload(app, upload_id=f"o{n}", size=5000)
+            poll(app, f"o{n}", status=503)
+        store.down = False
+        upload(app, upload_id="back", size=5000)
+        assert poll(app, "back").json["state"] == "done"
+    messages = [r.getMessage() for r in caplog.records]
+    assert len([m for m in messages if "failed" in m]) == 1
+    assert messages.count("upload progress: the store answers again") == 1
+
+
+# -- the store goes away in the middle of uploads, held mid-body -----------------
 
 HELD = 4
 SIZE = 200_000

@@ -1,11 +1,13 @@
-"""Attack: floods against ``upload_progress.max_uploads``, memory measured.
+"""A store full of uploads: floods against ``upload_progress.max_uploads``,
+memory measured.
 
-DESIGN.md: the memory store holds at most ``max_uploads`` records; "when it
-is full the oldest *finished* record is forgotten to make room, and only
-when every record is still in progress is a new upload served untracked
-(with a warning logged)". So a flood of finished uploads (anyone can send
-tiny bodies with ids) must never switch tracking off for a signed-in user,
-and memory stays O(max_uploads).
+The memory store holds at most ``max_uploads`` records; when it is full the
+oldest *finished* record is forgotten to make room, and only when every
+record is still in progress is a new upload served untracked (with a
+warning logged). So a flood of finished uploads (anyone can send tiny
+bodies with ids) must never switch tracking off for a signed-in user, and
+memory stays O(max_uploads). More store calls at once than a connection
+pool holds still answer.
 """
 from __future__ import annotations
 
@@ -13,23 +15,27 @@ import gc
 import logging
 import os
 import random
+import threading
 import tracemalloc
 import uuid
 
 import webtest
 
 import pyramid_upload_progress
-
-from tests.attack_app import (
+from tests.apps import (
     WAIT,
     Background,
     GatedInput,
+    basic_app,
     held_upload,
     make_app,
+    poll,
+    read_all,
     serve_upload,
     store_of,
+    upload,
 )
-from tests.attack_stores import (
+from tests.store_kinds import (
     SHARED,
     each_store,
     redis_keys,
@@ -37,7 +43,7 @@ from tests.attack_stores import (
     sqlite_rows,
     store_settings,
 )
-from tests.test_attack_cancel import read_all
+
 
 MAX = 200
 
@@ -127,7 +133,7 @@ def test_a_store_full_of_uploads_in_progress_serves_new_ones_untracked(caplog):
                       headers={"X-User": "alice"}).json["state"] == "done"
 
 
-# -- the Redis and SQLite stores ------------------------------------------------
+# -- the Redis and SQLite stores ----------------------------------------------
 #
 # Redis has no cap (its own memory limit is the cap), but "every record and
 # index expires by itself"; SQLite holds at most ``max_uploads`` records,
@@ -135,7 +141,11 @@ def test_a_store_full_of_uploads_in_progress_serves_new_ones_untracked(caplog):
 # with random ids, from several threads, while a signed-in user uploads.
 
 FLOOD = 2000
+
+
 FLOODERS = 4
+
+
 LIVE = 300_000
 
 
@@ -216,3 +226,46 @@ def test_a_sqlite_file_stays_bounded_by_max_uploads_however_long_the_flood():
         # SQLite checkpoints the -wal file at 1000 pages (4 MiB) and reuses it.
         assert wal <= 5 * 1024 * 1024, wal
     assert not errors
+
+
+# -- a flood of small uploads cannot switch tracking off ----------------------
+
+def test_a_flood_of_finished_uploads_leaves_a_users_upload_tracked():
+    app = webtest.TestApp(basic_app({"upload_progress.max_uploads": "50"}))
+    for n in range(200):
+        app.post(f"/nowhere?X-Progress-ID=flood{n}", b"x", status=404)
+    upload(app, upload_id="mine", size=5000)
+    assert poll(app, "mine").json["state"] == "done"
+
+
+CALLS = 150
+"""Store calls in flight at once in one process: a gthread worker sized
+above its concurrent uploads (NOTES.md) makes as many."""
+
+
+def test_more_store_calls_at_once_than_a_connection_pool_holds_still_answer():
+    """Redis answers, only slowly (paused for 0.3 s, within the calls'
+    ``socket_timeout``): every one of ``CALLS`` polls made at once answers
+    200 - a 503 says "the store cannot be reached", and it can."""
+    from tests.redis_server import session_server
+
+    settings = store_settings("redis", **{"upload_progress.redis.socket_timeout": "3"})
+    app = make_app({"read": read_all}, settings)
+    client = webtest.TestApp(app)
+    client.post("/read?X-Progress-ID=slow", b"s" * 100, headers={"X-User": "alice"})
+    ready = threading.Barrier(CALLS + 1, timeout=WAIT)
+
+    def poll():
+        ready.wait()
+        return client.get("/upload-progress?X-Progress-ID=slow", headers={"X-User": "alice"},
+                          expect_errors=True)
+
+    polls = [Background(poll) for _ in range(CALLS)]
+    for thread in polls:
+        thread.start()
+    session_server().client().client_pause(300, all=True)
+    ready.wait()
+    answers = [thread.result() for thread in polls]
+    statuses = sorted(answer.status_int for answer in answers)
+    assert statuses == [200] * CALLS, {s: statuses.count(s) for s in set(statuses)}
+    assert {answer.json["state"] for answer in answers} == {"done"}

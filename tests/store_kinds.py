@@ -1,11 +1,11 @@
-"""The stores the attack tests run against, as the add-on's settings.
+"""The stores the tests run against, as the add-on's settings.
 
-The attack suite was written against the memory store; the attacks that are
-about the store run again with ``upload_progress.store = redis`` (the test
-session's redis-server, a fresh key prefix per app) and ``= sqlite`` (a
-fresh file per app), in process and through a real gunicorn. Both shared
-stores are throttled: progress is written every ``INTERVAL`` seconds (short,
-so that a test waits little for it).
+Tests about what a store does run with each of ``STORES``: the memory
+store, ``upload_progress.store = redis`` (the test session's redis-server,
+a fresh key prefix per app) and ``= sqlite`` (a fresh file per app), in
+process and through a real gunicorn. Both shared stores are throttled:
+progress is written every ``INTERVAL`` seconds (short, so that a test waits
+little for it).
 
 This module also reads what a store leaves behind, from outside the add-on:
 the Redis keys under a prefix with their TTLs, the rows and size of a
@@ -36,7 +36,7 @@ def sqlite_path() -> str:
     """A fresh SQLite file name, in one temporary directory removed at exit."""
     global _directory
     if _directory is None:
-        _directory = tempfile.TemporaryDirectory(prefix="upload-progress-attack-")
+        _directory = tempfile.TemporaryDirectory(prefix="upload-progress-stores-")
     return os.path.join(_directory.name, f"{next(_FILES)}.sqlite3")
 
 
@@ -57,6 +57,14 @@ def store_settings(kind: str, **settings: str) -> dict[str, str]:
                 "upload_progress.sqlite.path": sqlite_path(),
                 "upload_progress.update_interval": str(INTERVAL), **settings}
     raise ValueError(f"unknown store {kind!r}")
+
+
+def within_update_interval(clock: Any) -> None:
+    """Let the time pass in which a throttled store's cancel reaches the
+    upload (at its next progress write): its next read after that raises.
+    ``clock`` is the app's (``tests.app_clock.give_clock``): it runs ahead;
+    nothing waits."""
+    clock.advance(2 * INTERVAL)
 
 
 def each_store(kinds: list[str] = STORES) -> Any:
