@@ -141,7 +141,11 @@ def progressed(record: UploadRecord, received: int, files: list[FileProgress] | 
     """``record`` after a progress write (``update``): the bytes and file
     parts, alive at ``now``; ``body_end`` set once, by the write of the read
     that ended the body, and never for a cancelled upload. A cancelled
-    upload's progress goes on being recorded (it stays cancelled)."""
+    upload's progress goes on being recorded (it stays cancelled); a
+    finished record takes no more (a late write from another thread of the
+    app, racing the request's end, would take it back)."""
+    if record.finished is not None:
+        return record
     body_end = record.body_end
     if ended and body_end is None and not record.cancelled:
         body_end = now

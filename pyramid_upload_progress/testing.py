@@ -510,6 +510,16 @@ class StoreContract:
         assert (record.received, record.files, record.cancelled) == (400, FILES, True)
         assert record.updated > cancelled.updated
 
+    def test_a_progress_write_after_the_end_changes_nothing(self, backend):
+        """A late write (a stage's progress from another thread of the app,
+        racing the request's end) never takes a finished record back."""
+        upload = Upload(backend.store, "abc", owner="alice", size=1000)
+        upload.finish(200, received=1000)
+        backend.advance(0.1)
+        assert not backend.store.update(upload.key, 16, None, False)
+        record = backend.store.get("abc", "alice")
+        assert (record.state, record.received, record.body_end is None) == ("done", 1000, False)
+
     def test_a_stalled_upload_cannot_be_cancelled(self, backend):
         Upload(backend.store, "abc", owner="alice").read(300)
         backend.store.get("abc", "alice")  # a poll sees the bytes

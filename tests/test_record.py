@@ -296,3 +296,8 @@ def test_a_progress_write_sets_body_end_once_and_never_for_a_cancelled_upload():
     assert (first.body_end, again.body_end, again.updated) == (STARTED + 1,) * 2 + (STARTED + 2,)
     cancelled = progressed(record(cancelled=True), 30, None, STARTED + 1, ended=True)
     assert (cancelled.received, cancelled.body_end, cancelled.cancelled) == (30, None, True)
+
+
+def test_a_progress_write_leaves_a_finished_record_as_it_ended():
+    ended = record(finished=STARTED + 1, received=100)
+    assert progressed(ended, 16, None, STARTED + 2, ended=False) == ended

@@ -177,6 +177,7 @@ elseif op == 'update' then
   local values = redis.call('HMGET', hash, r .. ':started', r .. ':finished',
                             r .. ':cancelled', r .. ':expires', r .. ':body_end',
                             r .. ':owner', r .. ':indexed')
+  -- record.progressed: a finished (or forgotten) record takes no more
   if not values[1] or values[2] or tonumber(values[4]) <= now_ms then return {0} end
   local live_ms = tonumber(ARGV[6])
   local expires = now_ms + live_ms

@@ -194,11 +194,12 @@ class SQLiteUploadProgressStore:
         with self._connected() as db:  # record.progressed
             if db.execute(
                     f"UPDATE uploads SET {_PROGRESS}, body_end = coalesce(body_end, ?) "
-                    "WHERE key = ? AND NOT cancelled",
+                    "WHERE key = ? AND finished IS NULL AND NOT cancelled",
                     (*progress, now if ended else None, key)).rowcount:
                 return False
-            # Cancelled (its body never counts as read whole), or forgotten.
-            return bool(db.execute(f"UPDATE uploads SET {_PROGRESS} WHERE key = ? AND cancelled",
+            # Cancelled (its body never counts as read whole), finished or forgotten.
+            return bool(db.execute(f"UPDATE uploads SET {_PROGRESS} WHERE key = ? "
+                                   "AND finished IS NULL AND cancelled",
                                    (*progress, key)).rowcount)
 
     def set_owner(self, key: str, owner: str | None) -> None:
