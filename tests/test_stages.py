@@ -12,6 +12,7 @@ the response, from event subscribers) is tested against every store.
 from __future__ import annotations
 
 import json
+import threading
 from decimal import Decimal
 from fractions import Fraction
 
@@ -136,15 +137,18 @@ def stage_and_hold_view(value):
 @each_store()
 def test_stage_from_another_thread_while_the_request_reads(kind):
     """A worker thread of the app reports stages while the request's thread
-    is still reading the body: neither raises, the body is counted whole,
-    and the last stage the thread set is the one kept."""
+    is still reading the body, and the view waits for it before answering
+    (as an app joins its worker): neither raises, the body is counted
+    whole, and the last stage the thread set is the one kept."""
     calls = 300
     raw = GatedInput(b"t" * SIZE, gates=(2,))
     staged_upload = {}
+    staged = threading.Event()
 
     def view(request):
         staged_upload["progress"] = request.upload_progress
         data = b"".join(iter(lambda: request.body_file.read(1000), b""))
+        assert staged.wait(WAIT)
         return Response(json={"read": len(data)})
 
     app = make_app({"read": view}, store_settings(kind))
@@ -157,6 +161,7 @@ def test_stage_from_another_thread_while_the_request_reads(kind):
     stager.start()
     raw.go.set()  # the body goes on while the other thread stages
     stager.result()
+    staged.set()
     assert thread.result().json == {"read": SIZE}
     record = store_of(app).get("t1", "alice")
     assert (record.state, record.received) == ("done", SIZE)
