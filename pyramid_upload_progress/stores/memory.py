@@ -171,7 +171,7 @@ class MemoryUploadProgressStore:
             record = self._find(upload_id, owner, now)
             if record is None:
                 return None
-            self._as_of(record, now)  # brings body_end up to date
+            self._refresh(record)
             if not can_cancel(record, now, self.stall_timeout):
                 return None
             self._live[record.key].cancel()
@@ -200,11 +200,16 @@ class MemoryUploadProgressStore:
         return now < record.expires(self.timeout, self.stall_timeout)
 
     def _as_of(self, record: UploadRecord, now: float) -> UploadRecord:
+        self._refresh(record)
+        return record.as_of(now, self.stall_timeout)
+
+    def _refresh(self, record: UploadRecord) -> None:
+        """Bring an unfinished record's file parts and ``body_end`` up to
+        date from its upload's live progress."""
         progress = self._live.get(record.key)
         if progress is not None:
             record.files = progress.files
             record.body_end = progress.body_end
-        return record.as_of(now, self.stall_timeout)
 
     def _purge(self, now: float) -> None:
         """Forget the records whose time has come; the lock is held."""
